@@ -1,0 +1,38 @@
+# onestepsr: `make repro` reruns the study, `make test` runs the whole suite. Both create .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install repro test lab export clean-nbs readme
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python settings.ini setup.py constraints.txt
+	@echo "Installing onestepsr and its dependencies into $(VENV) (log: $(VENV)/install.log) ..."
+	@$(BIN)/python -m pip install --upgrade pip setuptools wheel > $(VENV)/install.log 2>&1 \
+	  && $(BIN)/python -m pip install -c constraints.txt -e ".[dev]" >> $(VENV)/install.log 2>&1 \
+	  || (tail -n 30 $(VENV)/install.log; exit 1)
+	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+repro: install
+	$(BIN)/dvc repro
+	@$(BIN)/onestepsr results
+
+test: install
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python -m pytest -q tests
+
+lab: install
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs
+
+# for developers: regenerate the library and README from the notebooks, strip notebook noise
+export: install
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(BIN)/python -m onestepsr.repo readme
