@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# DVC stages call `onestepsr ...`: run them with the venv's commands first on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install repro test lab export clean-nbs readme
 
