@@ -26,8 +26,9 @@ repro: install
 	$(BIN)/dvc repro
 	@$(BIN)/onestepsr results
 
+# two notebook workers on two cores: one OpenMP thread each (oversubscribed threads make small convs ~30x slower)
 test: install
-	$(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -q tests
 
 lab: install
