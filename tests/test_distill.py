@@ -1,37 +1,13 @@
 "The distillation stages end to end on tiny data: a tiny teacher, a few random images, two iterations."
 import json
-import pytest, torch, yaml
-from onestepsr.core import write_png
-from onestepsr.nets.denoiser import Denoiser, load_denoiser, save_denoiser
-from onestepsr.nets.unet import UNet
-from onestepsr.schedules import ResShiftSchedule
-from onestepsr.train.distill import bench_infer, distill
-
-TINY = {
-    'degrade': {'kind': 'bicubic', 'scale': 4, 'crop': 32},
-    'disc': {'hr': {'features': 'teacher_encoder', 'hidden': 8, 'vbatch': 0},
-             'lr': {'features': 'cnn', 'hidden': 8, 'cnn_channels': [8, 16]}},
-    'downsampler': {'kind': 'diffusion', 'channels': 8, 'mult': [1]},
-}
-RUN = {'iterations': 2, 'batch_size': 2, 'crop': 32, 'lr': 1e-3, 'device': 'cpu', 'log_every': 1}
-
+import pytest, yaml
+from onestepsr.nets.denoiser import load_denoiser
+from onestepsr.train.distill import bench_infer, distill, tiny_study
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     "A folder with data/hr, data/pairs, a tiny teacher and a params file, as the pipeline would leave them."
-    g = torch.Generator().manual_seed(0)
-    for i in range(2): write_png(torch.rand(3, 48, 48, generator=g), tmp_path/f'data/hr/train/img{i}.png')
-    for i in range(2):
-        hr = torch.rand(3, 32, 32, generator=g)
-        write_png(hr, tmp_path/f'data/pairs/test/hr/p{i}.png')
-        write_png(torch.nn.functional.avg_pool2d(hr[None], 4)[0], tmp_path/f'data/pairs/test/lr/p{i}.png')
-    torch.manual_seed(0)
-    teacher = Denoiser(UNet(channels=8, mult=[1, 2], blocks=1, groups=4, patch=2), ResShiftSchedule(T=4, kappa=1.0), 'residual', 0.25)
-    save_denoiser(tmp_path/'models/teacher', teacher)
-    params = {**TINY,
-              'distill': {'recipe': 'colearning', 'results': 'results/distill', **RUN},
-              'sinsr': {'recipe': 'sinsr', 'out': 'models/sinsr', 'results': 'results/sinsr', **RUN}}
-    (tmp_path/'params.yaml').write_text(yaml.safe_dump(params))
+    tiny_study(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
