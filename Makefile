@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python settings.ini setup.py constraints.txt
 	@echo "Installing onestepsr and its dependencies into $(VENV) (log: $(VENV)/install.log) ..."
-	@$(BIN)/python -m pip install --upgrade pip setuptools wheel > $(VENV)/install.log 2>&1 \
+	@$(BIN)/python -m pip install --upgrade pip wheel "setuptools<81" > $(VENV)/install.log 2>&1 \
 	  && $(BIN)/python -m pip install -c constraints.txt -e ".[dev]" >> $(VENV)/install.log 2>&1 \
 	  || (tail -n 30 $(VENV)/install.log; exit 1)
 	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
