@@ -198,7 +198,8 @@ def atomic_write(path:str|Path, # the file to write
     "Write a file through a temporary neighbour and an atomic rename, so a crash never leaves half a file."
     p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f'.{p.name}.', suffix=p.suffix); os.close(fd)
-    try: write(tmp); os.replace(tmp, p)
+    umask = os.umask(0); os.umask(umask)
+    try: write(tmp); os.chmod(tmp, 0o666 & ~umask); os.replace(tmp, p)  # mkstemp's 0600 would hide the file from others
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return p
