@@ -127,6 +127,8 @@ def test_dvc_stage_as_declared(workdir, root, venv_bin):
     "The `evaluate` stage of dvc.yaml runs; `dvc metrics show` lists every method; `dvc plots show` embeds the PNGs."
     stage = yaml.safe_load((root/'dvc.yaml').read_text())['stages']['evaluate']
     (workdir/'dvc.yaml').write_text(yaml.safe_dump({'stages': {'evaluate': stage}}, sort_keys=False))
+    P = yaml.safe_load((workdir/'params.yaml').read_text())                 # every stage also depends on the preset keys
+    (workdir/'params.yaml').write_text(yaml.safe_dump({'preset': None, 'presets': {}, **P}, sort_keys=False))
     for f in stage['deps']:
         if f.startswith('onestepsr/'): (workdir/f).parent.mkdir(exist_ok=True); shutil.copy(root/f, workdir/f)
     env = {**os.environ, 'PATH': f"{venv_bin}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1', 'OMP_NUM_THREADS': '1'}
