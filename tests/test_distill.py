@@ -37,4 +37,5 @@ def test_distill_stage_names_a_missing_teacher(workdir):
 
 def test_bench_infer_compares_student_and_teacher(workdir):
     r = bench_infer('params.yaml', batch_size=2, lr_size=8, rounds=1)
-    assert set(r['images_per_sec']) == {'student_1', 'teacher_4'} and r['speedup'] > 1
+    assert set(r['images_per_sec']) == {'student_1', 'teacher_4'} and all(v > 0 for v in r['images_per_sec'].values())
+    assert r['speedup'] == pytest.approx(r['images_per_sec']['student_1'] / r['images_per_sec']['teacher_4'])  # no timing claim
