@@ -56,9 +56,8 @@ class UniformSampler:
                generator:torch.Generator|None=None, # CPU generator
               )->tuple[torch.Tensor, torch.Tensor]: # (t in 1..T, importance weights 1 / (T p(t)))
         "Draw `n` timesteps and their importance weights."
-        p = self.probs()
-        t = torch.multinomial(p, n, replacement=True, generator=generator) + 1
-        return t, 1 / (self.T * p[t - 1])
+        t = torch.randint(1, self.T + 1, (n,), generator=generator)  # t ~ U{1..T}: the same draws as ResShift's loss
+        return t, torch.ones(n)
     def update(self, t:torch.Tensor, losses:torch.Tensor): pass # per-sample losses seen at steps t
 
 class LossAwareSampler(UniformSampler):
@@ -69,6 +68,10 @@ class LossAwareSampler(UniformSampler):
         if bool((self.count < self.hist.shape[1]).any()): return super().probs()
         w = self.hist.pow(2).mean(1).sqrt()
         return (1 - self.uniform) * w / w.sum() + self.uniform / self.T
+    def sample(self, n, generator=None): # t drawn from probs(), importance weight 1 / (T p(t))
+        p = self.probs()
+        t = torch.multinomial(p, n, replacement=True, generator=generator) + 1
+        return t, 1 / (self.T * p[t - 1])
     def update(self, t, losses):
         for i, l in zip(t.tolist(), losses.float().cpu().tolist()):
             self.hist[i - 1] = torch.cat([self.hist[i - 1, 1:], torch.tensor([l])]); self.count[i - 1] += 1
