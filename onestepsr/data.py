@@ -4,12 +4,12 @@
 
 # %% ../nbs/01_data.ipynb #d8a6ac20
 from __future__ import annotations
-import dataclasses, hashlib, shutil, tarfile, urllib.request, warnings, zipfile
+import dataclasses, hashlib, tarfile, urllib.request, warnings, zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 import numpy as np, torch, torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import (IMAGE_SUFFIXES, ImageReadError, ParamsError, Registry, atomic_write, load_section,
+from .core import (IMAGE_SUFFIXES, ImageReadError, ParamsError, Registry, load_section,
                             read_image, read_json, write_json, write_png)
 
 # %% auto #0

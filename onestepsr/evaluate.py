@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses, sys, time
 from pathlib import Path
 from typing import Callable
-import torch, torch.nn.functional as F
+import torch
 from .core import (IMAGE_SUFFIXES, ParamsError, Registry, atomic_write, get_device, img2model, load_params,
                             load_section, model2img, read_image, typed, write_json, write_png)
 from .degrade import DegradeConfig, bicubic_up, quantize

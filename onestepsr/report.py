@@ -114,7 +114,6 @@ def comparison_figure(rows:list, # one dict per image: column title -> 3 x H x W
     "Images side by side, each with a marked box and the box enlarged underneath."
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-    from onestepsr.core import to_uint8
     ncol = max(len(r) for r in rows)
     fig = Figure(figsize=(panel * ncol, panel * 2 * len(rows) + 0.4 * len(rows)))
     axes = fig.subplots(2 * len(rows), ncol, squeeze=False)

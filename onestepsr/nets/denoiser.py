@@ -4,10 +4,9 @@
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #aa520a00
 from __future__ import annotations
-import math
 from pathlib import Path
 import torch, torch.nn as nn
-from ..core import Registry, save_checkpoint, load_checkpoint, read_json
+from ..core import Registry, save_checkpoint, load_checkpoint
 from ..schedules import make_schedule
 from .unet import UNet
 

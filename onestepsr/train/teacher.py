@@ -6,7 +6,7 @@
 from __future__ import annotations
 import copy, dataclasses, math, time
 from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn
 from tqdm.auto import tqdm
 from ..core import Registry, get_device, img2model, load_section, seed_everything, write_json
 from ..schedules import load_schedule
