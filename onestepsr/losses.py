@@ -11,9 +11,9 @@ from .samplers import randn_like, timesteps
 from .schedules import ResShiftSchedule, VPSchedule
 
 # %% auto #0
-__all__ = ['LOSSES', 'GAN_FORMS', 'WEIGHTINGS', 'Batch', 'fill_outputs', 'distill', 'GANForm', 'hr_d', 'hr_g', 'lr_d', 'lr_g',
-           'weight_none', 'weight_snr', 'weight_min_snr', 'weight_resshift_snr', 'denoise_student', 'denoise_G',
-           'sinsr_inverse', 'sinsr_consistency', 'cycle', 'total_weight', 'totals']
+__all__ = ['LOSSES', 'GAN_FORMS', 'ADVERSARIES', 'WEIGHTINGS', 'Batch', 'fill_outputs', 'distill', 'GANForm', 'adversary', 'hr_d',
+           'hr_g', 'lr_d', 'lr_g', 'weight_none', 'weight_snr', 'weight_min_snr', 'weight_resshift_snr',
+           'denoise_student', 'denoise_G', 'sinsr_inverse', 'sinsr_consistency', 'cycle', 'total_weight', 'totals']
 
 # %% ../nbs/09_losses.ipynb #03d267ee
 @dataclasses.dataclass
@@ -26,6 +26,7 @@ class Batch:
     x0_teacher: torch.Tensor|None = None # the teacher's deterministic T-step output from x_T (no grad)
     x0_student: torch.Tensor|None = None # the student's one-step output from x_T (with grad)
     y_hat: torch.Tensor|None = None # G's LR image from the student's output (with grad)
+    logits: dict|None = None # None: each adversarial loss runs its discriminator; {}: one shared pass per discriminator (see `adversary`)
 
 # %% ../nbs/09_losses.ipynb #03a06516
 def fill_outputs(nets:dict, # networks by role: 'student', 'G', ...
@@ -78,6 +79,32 @@ GAN_FORMS['hinge'] = GANForm(
     d=lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(),    # E[max(0, 1 - l_r)] + E[max(0, 1 + l_f)]
     g=lambda fake: -fake.mean())                                                # -E[l_f]
 
+# %% ../nbs/09_losses.ipynb #f0f694de
+ADVERSARIES = Registry('adversary')   # discriminator role -> the Batch fields it compares: (real, fake, condition)
+ADVERSARIES['D_H'] = ('x0', 'x0_student', 'y')
+ADVERSARIES['D_L'] = ('lr', 'y_hat', None)
+
+def _pair(D, real, fake, cond, generator):
+    if hasattr(D, 'pair'): return D.pair(real, fake, cond, generator)       # `Discriminator.pair`: one graph-free pass on frozen features
+    return D(real, cond, generator=generator), D(fake, cond, generator=generator)
+
+def adversary(nets:dict, # needs the discriminator `role` (and what computes the fake, unless it is set)
+              b:Batch, # the batch; `b.logits` a dict: one shared pass per discriminator
+              role:str, # a key of `ADVERSARIES`
+              schedule:ResShiftSchedule, # the student's schedule
+              generator:torch.Generator|None=None, # for the augmentation and the feature network's noise
+              real:bool=True, # score the real images too (a discriminator's loss); False: only the fake
+             )->tuple: # (logits of the real images or None, logits of the fake)
+    "D(real) and D(fake) of one discriminator: its own pass with a detached fake, or one pass shared by the batch's losses."
+    fr, ff, fc = ADVERSARIES[role]
+    if b.logits is not None and role in b.logits: return b.logits[role]
+    D, fake, cond = nets[role], _need(nets, b, schedule, ff, generator), getattr(b, fc) if fc else None
+    if b.logits is None:
+        if not real: return None, D(fake, cond, generator=generator)
+        return _pair(D, getattr(b, fr), fake.detach(), cond, generator)     # the discriminator's loss never reaches a generator
+    b.logits[role] = _pair(D, getattr(b, fr), fake, cond, generator)        # shared: the fake keeps its graph
+    return b.logits[role]
+
 # %% ../nbs/09_losses.ipynb #b9be4ac9
 @LOSSES.register('hr_d')
 def hr_d(nets:dict, # needs 'D_H' (and 'student' unless b.x0_student is set)
@@ -87,9 +114,7 @@ def hr_d(nets:dict, # needs 'D_H' (and 'student' unless b.x0_student is set)
          generator:torch.Generator|None=None, # for the discriminator's augmentation and noise
         )->torch.Tensor: # scalar
     "Eq. 3: the HR discriminator's loss, ground truth against the (detached) student output."
-    fake = _need(nets, b, schedule, 'x0_student').detach()
-    D = nets['D_H']
-    return GAN_FORMS[gan].d(D(b.x0, b.y, generator=generator), D(fake, b.y, generator=generator))  # L_{D_H}
+    return GAN_FORMS[gan].d(*adversary(nets, b, 'D_H', schedule, generator))   # L_{D_H}(D_H(x0), D_H(x_phi))
 
 @LOSSES.register('hr_g')
 def hr_g(nets:dict, # needs 'D_H' (and 'student' unless b.x0_student is set)
@@ -99,7 +124,7 @@ def hr_g(nets:dict, # needs 'D_H' (and 'student' unless b.x0_student is set)
          generator:torch.Generator|None=None, # for the discriminator's augmentation and noise
         )->torch.Tensor: # scalar
     "Eq. 4: the student's adversarial loss against the HR discriminator."
-    return GAN_FORMS[gan].g(nets['D_H'](_need(nets, b, schedule, 'x0_student'), b.y, generator=generator))  # L_H^G
+    return GAN_FORMS[gan].g(adversary(nets, b, 'D_H', schedule, generator, real=False)[1])  # L_H^G(D_H(x_phi))
 
 # %% ../nbs/09_losses.ipynb #ed4d5d8e
 @LOSSES.register('lr_d')
@@ -110,9 +135,7 @@ def lr_d(nets:dict, # needs 'D_L' (and 'student', 'G' unless b.y_hat is set)
          generator:torch.Generator|None=None, # for the discriminator's augmentation and G's noise
         )->torch.Tensor: # scalar
     "Eq. 5: the LR discriminator's loss, LR input against the (detached) downsampled student output."
-    fake = _need(nets, b, schedule, 'y_hat', generator).detach()
-    D = nets['D_L']
-    return GAN_FORMS[gan].d(D(b.lr, generator=generator), D(fake, generator=generator))  # L_{D_L}
+    return GAN_FORMS[gan].d(*adversary(nets, b, 'D_L', schedule, generator))   # L_{D_L}(D_L(y), D_L(y_hat))
 
 @LOSSES.register('lr_g')
 def lr_g(nets:dict, # needs 'D_L' (and 'student', 'G' unless b.y_hat is set)
@@ -122,7 +145,7 @@ def lr_g(nets:dict, # needs 'D_L' (and 'student', 'G' unless b.y_hat is set)
          generator:torch.Generator|None=None, # for the discriminator's augmentation and G's noise
         )->torch.Tensor: # scalar
     "Eq. 6: the adversarial loss of G (and, through G, of the student) against the LR discriminator."
-    return GAN_FORMS[gan].g(nets['D_L'](_need(nets, b, schedule, 'y_hat', generator), generator=generator))  # L_L^G
+    return GAN_FORMS[gan].g(adversary(nets, b, 'D_L', schedule, generator, real=False)[1])  # L_L^G(D_L(y_hat))
 
 # %% ../nbs/09_losses.ipynb #403ce56c
 WEIGHTINGS = Registry('loss weighting')

@@ -2,7 +2,7 @@
 import json
 import pytest, yaml
 from onestepsr.nets.denoiser import load_denoiser
-from onestepsr.train.distill import bench_infer, distill, tiny_study
+from onestepsr.train.distill import bench_infer, bench_train, distill, tiny_study
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
@@ -39,3 +39,13 @@ def test_bench_infer_compares_student_and_teacher(workdir):
     r = bench_infer('params.yaml', batch_size=2, lr_size=8, rounds=1)
     assert set(r['images_per_sec']) == {'student_1', 'teacher_4'} and all(v > 0 for v in r['images_per_sec'].values())
     assert r['speedup'] == pytest.approx(r['images_per_sec']['student_1'] / r['images_per_sec']['teacher_4'])  # no timing claim
+
+
+def test_bench_train_times_whole_teacher_cycles(workdir):
+    p = yaml.safe_load((workdir/'params.yaml').read_text()); p['distill']['teacher_reuse'] = 3
+    (workdir/'params.yaml').write_text(yaml.safe_dump(p))
+    r = bench_train('params.yaml', iterations=2, rounds=1)
+    names = {'sinsr', 'colearning_diffusion', 'colearning_conv'}
+    assert set(r['sec_per_iter']) == names and r['ratio_to_sinsr']['sinsr'] == 1.0  # no timing claim
+    assert r['teacher_reuse'] == {'sinsr': 1, 'colearning_diffusion': 3, 'colearning_conv': 3}
+    assert r['paper_protocol']['teacher_reuse'] == dict.fromkeys(names, 1)

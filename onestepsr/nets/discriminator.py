@@ -81,6 +81,7 @@ def circular_pad(x:torch.Tensor, # B x C x L
                 )->torch.Tensor: # B x C x (L + 2p)
     "Circular padding of the last dimension, wrapping around as often as needed."
     L = x.shape[-1]
+    if L >= p: return F.pad(x, (p, p), mode='circular')                   # torch's own when one wrap suffices
     return x.index_select(-1, torch.arange(-p, L + p, device=x.device) % L)
 
 class BatchNormLocal(nn.Module):
@@ -90,8 +91,10 @@ class BatchNormLocal(nn.Module):
         self.vbatch, self.eps = vbatch, eps
         self.weight, self.bias = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels))
     def forward(self, x): # B x C x L
-        parts = x.split(self.vbatch if self.vbatch > 0 else x.shape[0])
-        x = torch.cat([(v - v.mean((0, 2), keepdim=True)) / (v.var((0, 2), keepdim=True, unbiased=False) + self.eps).sqrt() for v in parts])
+        B, C, L = x.shape; vb = self.vbatch if self.vbatch > 0 else B
+        norm = lambda v, d: (v - v.mean(d, keepdim=True)) / (v.var(d, keepdim=True, unbiased=False) + self.eps).sqrt()
+        if B % vb == 0: x = norm(x.view(B // vb, vb, C, L), (1, 3)).view(B, C, L)   # all groups in one go
+        else: x = torch.cat([norm(v, (0, 2)) for v in x.split(vb)])                    # a smaller last group
         return x * self.weight[:, None] + self.bias[:, None]
 
 class _Block(nn.Module):
@@ -231,13 +234,30 @@ class Discriminator(nn.Module):
                 generator:torch.Generator|None=None, # for augmentation and the feature network's noise
                )->torch.Tensor: # logits B x N
         "Logits for every token of every hook."
+        return self.score(self.embed(x, cond, generator))
+
+    def embed(self, x, cond=None, generator=None)->list: # the feature maps of the (upsampled, augmented) input
+        "The feature network's maps of an input."
         up = lambda z: z if z is None or self.upsample == 1 else F.interpolate(z, scale_factor=self.upsample, mode='bicubic', align_corners=False)
         x, cond = up(x), up(cond)
         if self.augment:
             a = diff_augment(x if cond is None else torch.cat([x, cond], 1), self.augment, generator)
             x, cond = (a, None) if cond is None else a.split(3, 1)
-        feats = self.features(x, cond, generator)
+        return self.features(x, cond, generator)
+
+    def score(self, feats:list)->torch.Tensor: # logits B x N
+        "The heads' logits on feature maps."
         return torch.cat([h(f.flatten(2)) for h, f in zip(self.heads, feats)], 1)
+
+    def pair(self, real:torch.Tensor, # real images B x 3 x H x W
+             fake:torch.Tensor, # generated images (their graph is kept)
+             cond:torch.Tensor|None=None, # the condition of both
+             generator:torch.Generator|None=None, # for augmentation and noise (real first, then fake)
+            )->tuple: # (logits of real, logits of fake)
+        "D(real) and D(fake); a frozen feature network runs on the real images without recording a graph."
+        frozen = not any(q.requires_grad for q in self.features.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen): fr = self.embed(real, cond, generator)
+        return self.score(fr), self(fake, cond, generator)
 
 def build_discriminator(cfg:DiscConfig, # one discriminator's settings
                         teacher:nn.Module|None=None, # the frozen teacher Denoiser (for 'teacher_encoder')

@@ -103,23 +103,18 @@ def train_step(nets:dict, # networks by role
               )->dict[str, float]: # every loss value
     "One update of every network of the plan."
     sched, discs = nets['student'].schedule, [n for n in p if n.startswith('D_')]
-    terms = generator_terms(p)
+    gens, terms = [n for n in p if n not in discs], generator_terms(p)
     L = lambda k: LOSSES[k](nets, b, sched, generator=generator, **loss_opts.get(k, {}))
-    for n in discs:
-        for q in _params(optims[n]): q.requires_grad_(False)
+    if discs: b.logits = {}                                                  # one pass per discriminator, shared by its two losses
     fill_outputs(nets, b, sched, generator)                                  # x_phi(x_T, y, T) and y_hat = G(...)
     vals = {k: L(k) for k in terms}
-    gens = [n for n in p if n not in discs]
-    for n in gens: optims[n].zero_grad(set_to_none=True)
-    sum(w * vals[k] for k, w in terms.items()).backward()                    # eqs. 7-8 in one pass
-    for n in gens: _step(optims[n], clip)
-    for n in discs:                                                          # eqs. 3 and 5
-        for q in _params(optims[n]): q.requires_grad_(True)
-        optims[n].zero_grad(set_to_none=True)
-        dv = {k: L(k) for k in p[n]}
-        sum(w * dv[k] for k, w in p[n].items()).backward(); _step(optims[n], clip)
-        vals.update(dv)
-    return {k: float(v.detach()) for k, v in vals.items()}
+    dv = {k: L(k) for n in discs for k in p[n]}
+    for n in p: optims[n].zero_grad(set_to_none=True)
+    params = lambda ns: [q for n in ns for q in _params(optims[n])]
+    torch.autograd.backward(sum(w * vals[k] for k, w in terms.items()), inputs=params(gens), retain_graph=bool(discs))  # eqs. 7-8
+    if discs: torch.autograd.backward(sum(w * dv[k] for n in discs for k, w in p[n].items()), inputs=params(discs))  # eqs. 3, 5
+    for n in p: _step(optims[n], clip)
+    return {k: float(v.detach()) for k, v in {**vals, **dv}.items()}
 
 # %% ../../nbs/10_train.distill.ipynb #e3213788
 @dataclasses.dataclass
@@ -257,29 +252,39 @@ def _bench_teacher(P:dict, cfg:DistillConfig, dev)->Denoiser:
     return Denoiser(UNet(**(P.get('unet') or {})), make_schedule(**(P.get('schedule') or {}))).to(dev)
 
 
-def bench_train(params:str='params.yaml', # the params file (its `distill`, `sinsr`, `downsampler`, `disc`, `degrade` sections)
-                iterations:int=5, # timed iterations per contender and round
-                rounds:int=3, # interleaved rounds
-               )->dict: # seconds per iteration of each contender and their ratios to sinsr
-    "Seconds per training iteration: sinsr, co-learning with the diffusion downsampler, with the conv downsampler."
-    P = load_params(params)
-    runs = {'sinsr': ('sinsr', None), 'colearning_diffusion': ('distill', 'diffusion'), 'colearning_conv': ('distill', 'conv')}
-    steps, times = {}, {k: [] for k in runs}
-    for name, (sec, kind) in runs.items():
+_CONTENDERS = {'sinsr': ('sinsr', None), 'colearning_diffusion': ('distill', 'diffusion'), 'colearning_conv': ('distill', 'conv')}
+
+def _time_recipes(P:dict, params:str, iterations:int, rounds:int, reuse:int|None)->dict:
+    "Seconds per iteration of each contender, interleaved rounds in one process; `reuse` overrides `teacher_reuse`."
+    steps, times, out = {}, {k: [] for k in _CONTENDERS}, {}
+    for name, (sec, kind) in _CONTENDERS.items():
         cfg, deg, disc, down = sections(P, sec, params); dev = get_device(cfg.device); seed_everything(cfg.seed)
+        cfg = dataclasses.replace(cfg, teacher_reuse=reuse or cfg.teacher_reuse)
         p = plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights)
-        down = dataclasses.replace(down, kind=kind or down.kind)
-        nets = {k: v.to(dev) for k, v in build_nets(_bench_teacher(P, cfg, dev), p, deg.scale, disc, down).items()}
+        nets = {k: v.to(dev) for k, v in build_nets(_bench_teacher(P, cfg, dev), p, deg.scale, disc, dataclasses.replace(down, kind=kind or down.kind)).items()}
         steps[name] = iteration(nets, p, train_loader(cfg.hr, cfg.crop, cfg.batch_size, deg, cfg.seed, device=dev), cfg, deg.scale)
-        steps[name]()                                                          # warm-up
+        n = -(-iterations // cfg.teacher_reuse) * cfg.teacher_reuse            # whole teacher cycles: each round pays its share
+        out[name] = (n, cfg.teacher_reuse)
+        for _ in range(cfg.teacher_reuse): steps[name]()                      # warm-up: one cycle
     for _ in range(rounds):
         for name, step in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(iterations): step()
-            times[name].append((time.perf_counter() - t0) / iterations)
+            t0, n = time.perf_counter(), out[name][0]
+            for _ in range(n): step()
+            times[name].append((time.perf_counter() - t0) / n)
     s = {k: min(v) for k, v in times.items()}                              # the least disturbed round
     return {'sec_per_iter': s, 'ratio_to_sinsr': {k: v / s['sinsr'] for k, v in s.items()}, 'rounds': times,
-            'batch_size': cfg.batch_size, 'crop': cfg.crop, 'device': str(dev), 'threads': torch.get_num_threads()}
+            'teacher_reuse': {k: r for k, (_, r) in out.items()}}
+
+def bench_train(params:str='params.yaml', # the params file (its `distill`, `sinsr`, `downsampler`, `disc`, `degrade` sections)
+                iterations:int=8, # timed iterations per contender and round (rounded up to whole teacher_reuse cycles)
+                rounds:int=3, # interleaved rounds
+                paper_protocol:bool=True, # also time every recipe with a fresh teacher trajectory per iteration (teacher_reuse 1)
+               )->dict: # seconds per iteration of each contender and their ratios to sinsr
+    "Seconds per training iteration: sinsr, co-learning with the diffusion downsampler, with the conv downsampler."
+    P = load_params(params); cfg = sections(P, 'distill', params)[0]
+    res = _time_recipes(P, params, iterations, rounds, None)
+    if paper_protocol: res['paper_protocol'] = _time_recipes(P, params, iterations, rounds, 1)
+    return {**res, 'batch_size': cfg.batch_size, 'crop': cfg.crop, 'device': str(get_device(cfg.device)), 'threads': torch.get_num_threads()}
 
 # %% ../../nbs/10_train.distill.ipynb #0933b2b2
 def bench_infer(params:str='params.yaml', # the params file (its `distill` and `degrade` sections)
