@@ -130,7 +130,7 @@ def test_dvc_stage_as_declared(workdir, root, venv_bin):
     P = yaml.safe_load((workdir/'params.yaml').read_text())                 # every stage also depends on the preset keys
     (workdir/'params.yaml').write_text(yaml.safe_dump({'preset': None, 'presets': {}, **P}, sort_keys=False))
     for f in stage['deps']:
-        if f.startswith('onestepsr/'): (workdir/f).parent.mkdir(exist_ok=True); shutil.copy(root/f, workdir/f)
+        if f.startswith('onestepsr/'): (workdir/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy(root/f, workdir/f)
     env = {**os.environ, 'PATH': f"{venv_bin}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1', 'OMP_NUM_THREADS': '1'}
     dvc = lambda *a: subprocess.run([str(venv_bin/'dvc'), *a], capture_output=True, text=True, env=env, cwd=workdir)
     assert dvc('init', '--no-scm', '-q').returncode == 0

@@ -37,3 +37,37 @@ def test_console_command(venv_bin):
 def test_dvc_config_is_offline(root):
     cfg = (root/'.dvc/config').read_text().replace(' ', '')
     assert 'analytics=false' in cfg and 'check_update=false' in cfg
+
+
+def _imports(root, module:str)->set:
+    "The onestepsr modules a module imports anywhere in its source (module level or inside functions)."
+    import ast
+    f = root/(module.replace('.', '/') + '.py'); pkg, out = module.split('.')[:-1], set()
+    for n in ast.walk(ast.parse(f.read_text())):
+        if isinstance(n, ast.ImportFrom):
+            base = '.'.join((pkg[:len(pkg) - n.level + 1] if n.level else []) + (n.module.split('.') if n.module else []))
+            names = [base] + [f'{base}.{a.name}' for a in n.names]
+        elif isinstance(n, ast.Import): names = [a.name for a in n.names]
+        else: continue
+        out |= {m for m in names if m.startswith('onestepsr') and (root/(m.replace('.', '/') + '.py')).is_file()}
+    return out
+
+def _code_of(root, module:str)->set:
+    "The source files a module runs: itself and everything it imports, transitively."
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m not in seen: seen.add(m); todo += _imports(root, m)
+    return {m.replace('.', '/') + '.py' for m in seen}
+
+
+def test_dvc_stages_depend_on_the_code_they_run(root):
+    "A change to any library file a stage runs makes `dvc repro` rerun that stage."
+    import re, yaml
+    from onestepsr.cli import COMMANDS
+    for name, st in yaml.safe_load((root/'dvc.yaml').read_text())['stages'].items():
+        st = st.get('do', st); cmd = st['cmd'].split('&&')[-1].split()
+        if cmd[0] == 'onestepsr': mods = [COMMANDS[cmd[1]][0].split(':')[0]]
+        else: mods = re.findall(r'from (onestepsr[\w.]*) import', (root/next(c for c in cmd if c.endswith('.ipynb'))).read_text())
+        missing = set().union(*(_code_of(root, m) for m in mods)) - set(st['deps'])
+        assert not missing, f'dvc.yaml stage {name!r} runs {sorted(missing)} without listing them in its deps'
