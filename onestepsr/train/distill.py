@@ -318,7 +318,8 @@ def ablate(params:str='params.yaml', # the study's params file (its `ablation`, 
     rows = A.get('rows') or {}
     if row not in rows: raise ValueError(f"{params}: ablation row {row!r} is not in ablation.rows ({', '.join(rows) or 'none'})")
     r = rows[row]
-    over = {'distill': {'paths': r.get('paths', ['distill', 'hr', 'lr']), 'max_minutes': A.get('max_minutes', 2.0), 'log_every': 5,
+    budget = {k: A[k] for k in ('iterations', 'max_minutes') if k in A}      # the rows' own budget, else the distill section's
+    over = {'distill': {'paths': r.get('paths', ['distill', 'hr', 'lr']), **budget, 'log_every': 5,
                         'out': f'models/ablations/{row}/student', 'out_downsampler': f'models/ablations/{row}/downsampler', 'results': f'{out}/{row}'},
             'downsampler': {'kind': r.get('downsampler', 'diffusion')}}
     f = Path(out, row, 'params.yaml'); f.parent.mkdir(parents=True, exist_ok=True)
