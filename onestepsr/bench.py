@@ -4,20 +4,18 @@
 
 # %% ../nbs/92_bench.ipynb #3a51be3f
 from __future__ import annotations
-import importlib, os, platform, time
+import os, platform, time
 from pathlib import Path
 import torch
-from .core import write_json
+from .core import Registry, write_json
+from .data import bundled_source, random_crops
+from .degrade import DegradeConfig, make_degradation
 
 # %% auto #0
-__all__ = ['BENCHES', 'machine', 'time_runs', 'bench']
+__all__ = ['BENCHES', 'machine', 'time_runs', 'bench', 'bench_degrade']
 
 # %% ../nbs/92_bench.ipynb #b1c06ef6
-BENCHES = {  # name -> 'module:function'
-    'degrade': 'onestepsr.degrade:bench_degrade',
-    'train': 'onestepsr.train.distill:bench_train',
-    'infer': 'onestepsr.train.distill:bench_infer',
-}
+BENCHES = Registry('benchmark')
 
 def machine()->dict:
     "The machine a benchmark ran on."
@@ -31,20 +29,55 @@ def time_runs(fn, # called as fn(i) for run i
               warmup:int=1, # untimed runs first
              )->dict: # median, min, max and every time, in seconds
     "Wall-clock times of repeated calls."
-    for i in range(warmup): fn(-1 - i)
+    for i in range(warmup):
+        fn(-1 - i)
     ts = []
-    for i in range(repeats): t = time.perf_counter(); fn(i); ts.append(time.perf_counter() - t)
+    for i in range(repeats):
+        t = time.perf_counter()
+        fn(i)
+        ts.append(time.perf_counter() - t)
     s = sorted(ts)
     return {'median_s': s[len(s) // 2], 'min_s': s[0], 'max_s': s[-1], 'times_s': ts}
 
 # %% ../nbs/92_bench.ipynb #47f779f3
-def bench(name:str, # a key of `BENCHES`
+def _summary(res:dict)->str:
+    "The scalar entries of a benchmark result, for the console."
+    skip = ('machine', 'bench')
+    return ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in res.items()
+                     if k not in skip and not isinstance(v, (dict, list)))
+
+def bench(name:str, # the benchmark: one of BENCHES (degrade, train, infer)
           out:str='results/bench', # folder of the JSON results
          )->dict:
     "Run benchmark `name` and write `out/name.json`."
-    if name not in BENCHES: raise ValueError(f"bench: unknown benchmark {name!r} (choices: {', '.join(BENCHES)})")
-    mod, fn = BENCHES[name].split(':')
-    res = {'bench': name, **getattr(importlib.import_module(mod), fn)(), 'machine': machine()}
-    write_json(res, Path(out)/f'{name}.json')
-    print(f"bench {name}: " + ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in res.items() if k not in ('machine', 'bench') and not isinstance(v, (dict, list))))
+    fn = BENCHES[name]
+    path = Path(out)/f'{name}.json'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path.parent}: not writable")
+    res = {'bench': name, **fn(), 'machine': machine()}
+    write_json(res, path)
+    print(f"bench {name}: " + _summary(res))
     return res
+
+# %% ../nbs/92_bench.ipynb #b363c795
+@BENCHES.register('degrade')
+def bench_degrade(batch:int=16, # HR crops per batch
+                  crop:int=256, # HR crop size
+                  threads:int=2, # torch threads (CPU cores) to use
+                  repeats:int=5, # timed batches (after one warm-up)
+                 )->dict: # times in seconds and the budget
+    "Time the degradations on a batch of real photo crops."
+    g = torch.Generator().manual_seed(0)
+    imgs = [(it.read() * 255).round().to(torch.uint8) for it in bundled_source(None)]
+    hr = random_crops(imgs, crop, batch, g)
+    n = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    run = lambda k: lambda i: make_degradation(DegradeConfig(kind=k))(hr, torch.Generator().manual_seed(i + 10))
+    try:
+        res = {k: time_runs(run(k), repeats) for k in ('realesrgan', 'bicubic')}
+    finally:
+        torch.set_num_threads(n)
+    med = res['realesrgan']['median_s']
+    return {'batch': batch, 'hr': crop, 'lr': crop // 4, 'threads': threads, 'median_s': med, 'budget_s': 0.5,
+            'within_budget': med < 0.5, 'kinds': res}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2e93375a
 from __future__ import annotations
-import dataclasses, inspect, json, os, random, tempfile, types, typing, warnings
+import dataclasses, hashlib, inspect, json, os, random, tempfile, types, typing, warnings
 from pathlib import Path
 import numpy as np, torch, yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 __all__ = ['IMAGE_SUFFIXES', 'seed_everything', 'seed_worker', 'get_device', 'ParamsError', 'check_value', 'schema_fields',
            'typed', 'merge', 'load_params', 'load_section', 'Registry', 'ImageReadError', 'read_image', 'atomic_write',
            'to_uint8', 'write_png', 'write_json', 'read_json', 'save_checkpoint', 'load_checkpoint', 'img2model',
-           'model2img']
+           'model2img', 'sha256sum', 'clear_previous']
 
 # %% ../nbs/00_core.ipynb #91e6ea7d
 def seed_everything(seed:int # seed for python, numpy and torch (CPU and every GPU)
@@ -261,3 +261,29 @@ def model2img(x:torch.Tensor # model output in [-1, 1]
              )->torch.Tensor: # image in [0, 1], clipped
     "Map a model output back to an image in [0, 1]."
     return ((x + 1) / 2).clamp(0, 1)
+
+# %% ../nbs/00_core.ipynb #0f72e948
+def sha256sum(path:str|Path, # a file
+              chunk:int=1 << 20, # read in chunks of this many bytes
+             )->str: # the hex digest
+    "The hex sha256 of a file."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+def clear_previous(out:Path, # an output folder with a manifest.json listing its files
+                   dirs=('train', 'val', 'test'), # the subfolders that must hold nothing else
+                  ):
+    "Remove the files a previous run wrote (listed in its manifest); refuse unknown files in `dirs`."
+    out = Path(out)
+    m = out/'manifest.json'
+    if m.exists():
+        for rel in read_json(m).get('files', {}):
+            (out/rel).unlink(missing_ok=True)
+    for sub in dirs:
+        stray = [p for p in (out/sub).glob('*') if p.is_file()] if (out/sub).is_dir() else []
+        if stray:
+            raise ValueError(f"{out/sub}: holds files that no previous run wrote (e.g. {stray[0]}); "
+                             "move them away or choose another output folder")

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 import numpy as np, torch, torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import (IMAGE_SUFFIXES, ImageReadError, ParamsError, Registry, load_section,
-                            read_image, read_json, write_json, write_png)
+from .core import (IMAGE_SUFFIXES, ImageReadError, ParamsError, Registry, clear_previous, load_section,
+                            read_image, read_json, sha256sum, write_json, write_png)
 
 # %% auto #0
-__all__ = ['SOURCES', 'BUNDLED', 'PRESETS', 'Item', 'bundled_source', 'folder_items', 'folder_source', 'sha256sum', 'download',
-           'unpack', 'url_source', 'DataConfig', 'split_names', 'clear_previous', 'prepare_images', 'prepare',
-           'load_split', 'random_crops', 'train_loader']
+__all__ = ['SOURCES', 'BUNDLED', 'PRESETS', 'Item', 'bundled_source', 'folder_items', 'folder_source', 'download', 'unpack',
+           'url_source', 'DataConfig', 'split_names', 'prepare_images', 'prepare', 'load_split', 'random_crops',
+           'train_loader']
 
 # %% ../nbs/01_data.ipynb #b55681cc
 @dataclasses.dataclass
@@ -87,13 +87,6 @@ def folder_source(cfg)->list[Item]: # the `data` config: uses `cfg.folder`
     return folder_items(cfg.folder)
 
 # %% ../nbs/01_data.ipynb #0c7d44f6
-def sha256sum(path:str|Path, chunk:int=1 << 20)->str: # a file; read in chunks of this many bytes
-    "The hex sha256 of a file."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
-    return h.hexdigest()
-
 def _fetch(url:str, part:Path, timeout:float, progress:bool):
     "Append the rest of `url` to `part`, resuming with a Range request when `part` already has bytes."
     have = part.stat().st_size if part.exists() else 0
@@ -217,16 +210,7 @@ def _square(x:torch.Tensor, size:int)->torch.Tensor:
     h, w = x.shape[-2:]; t, l = (h - size) // 2, (w - size) // 2
     return x[:, t:t + size, l:l + size]
 
-def clear_previous(out:Path, # an output folder with a manifest.json listing its files
-                   dirs=('train', 'val', 'test'), # the subfolders that must hold nothing else
-                  ):
-    "Remove the files a previous run wrote (listed in its manifest); refuse unknown files in `dirs`."
-    out = Path(out); m = out/'manifest.json'
-    if m.exists():
-        for rel in read_json(m).get('files', {}): (out/rel).unlink(missing_ok=True)
-    for sub in dirs:
-        stray = [p for p in (out/sub).glob('*') if p.is_file()] if (out/sub).is_dir() else []
-        if stray: raise ValueError(f"{out/sub}: holds files that no previous run wrote (e.g. {stray[0]}); move them away or choose another output folder")
+
 
 # %% ../nbs/01_data.ipynb #4a8ed8cd
 def prepare_images(cfg:DataConfig, # the `data` config
@@ -311,17 +295,15 @@ class _Batches(torch.utils.data.IterableDataset):
 def train_loader(hr_dir:str|Path='data/hr', # the folder `prepare` wrote
                  crop:int=64, # HR crop size (LR is crop / scale)
                  batch_size:int=8, # crops per batch
-                 degradation=None, # callable (hr, generator) -> lr, or a `DegradeConfig`
+                 degradation:Callable|None=None, # (hr, generator) -> lr, e.g. `onestepsr.degrade.make_degradation(cfg)`
                  seed:int=0, # seed of crops and degradations
                  workers:int=0, # data-loader worker processes (0: degrade in the main process)
                  split:str='train', # which split to draw from
                  device:str|torch.device='cpu', # where crops are degraded and returned
                 )->Iterator[dict]: # endless {'hr': B x 3 x crop x crop, 'lr': B x 3 x crop/s x crop/s}, in [0, 1]
     "Endless batches of random HR crops of the training images and freshly degraded LR."
-    if degradation is None: raise ValueError("train_loader: give a degradation (a callable or a DegradeConfig)")
     if not callable(degradation):
-        from onestepsr.degrade import make_degradation
-        degradation = make_degradation(degradation)
+        raise TypeError(f"train_loader: degradation must be a callable (hr, generator) -> lr, got {degradation!r}")
     ds = _Batches(list(load_split(hr_dir, split, crop).values()), crop, batch_size, degradation, seed, device)
     if workers == 0: return iter(ds)
     return iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=True))

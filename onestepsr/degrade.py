@@ -10,24 +10,16 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
-from .core import ParamsError, Registry, load_section, to_uint8, write_json, write_png
-from .data import clear_previous, load_split, sha256sum
+from .core import (ParamsError, Registry, clear_previous, load_section, sha256sum, to_uint8, write_json,
+                            write_png)
+from .data import load_split
+from .ops import bicubic_down, quantize
 
 # %% auto #0
-__all__ = ['KERNELS', 'DEGRADATIONS', 'SHAPES', 'RESIZE_MODES', 'bicubic_up', 'RealESRGANConfig', 'DegradeConfig', 'quantize',
-           'bicubic_down', 'avgpool_down', 'deterministic', 'make_degradation', 'bivariate_kernel', 'sinc_kernel',
-           'random_kernel', 'blur', 'resize', 'poisson_noise', 'add_noise', 'jpeg', 'realesrgan_one',
-           'one_thread_per_op', 'realesrgan_degradation', 'describe', 'bench_degrade', 'pair_seed', 'make_pairs_from',
-           'make_pairs']
-
-# %% ../nbs/02_degrade.ipynb #34cd9ebf
-def bicubic_up(lr:torch.Tensor, # B x C x h x w (or C x h x w) in [0, 1]
-               scale:int=4, # upsampling factor
-              )->torch.Tensor: # B x C x (h*scale) x (w*scale), clamped to [0, 1]
-    "Bicubic upsampling by `scale`, clamped to [0, 1]."
-    x = lr[None] if lr.dim() == 3 else lr
-    y = F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False).clamp(0, 1)
-    return y[0] if lr.dim() == 3 else y
+__all__ = ['KERNELS', 'DEGRADATIONS', 'SHAPES', 'RESIZE_MODES', 'RealESRGANConfig', 'DegradeConfig', 'avgpool_down',
+           'deterministic', 'make_degradation', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'blur', 'resize',
+           'poisson_noise', 'add_noise', 'jpeg', 'realesrgan_one', 'one_thread_per_op', 'realesrgan_degradation',
+           'describe', 'pair_seed', 'make_pairs_from', 'make_pairs']
 
 # %% ../nbs/02_degrade.ipynb #0a208986
 KERNELS = ('iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso')
@@ -81,17 +73,9 @@ class DegradeConfig:
 # %% ../nbs/02_degrade.ipynb #2a4b7684
 DEGRADATIONS = Registry('degradation')
 
-def quantize(x:torch.Tensor)->torch.Tensor: # image in [0, 1]
-    "Round to 8-bit levels, as when the LR image is saved."
-    return (x.clamp(0, 1) * 255).round() / 255
-
 def _check(hr:torch.Tensor, scale:int):
     if hr.dim() != 4 or hr.shape[1] != 3: raise ValueError(f"degradation: expected a B x 3 x H x W batch, got {tuple(hr.shape)}")
     if hr.shape[-1] % scale or hr.shape[-2] % scale: raise ValueError(f"degradation: HR size {tuple(hr.shape[-2:])} is not a multiple of the scale {scale}")
-
-def bicubic_down(hr:torch.Tensor, scale:int)->torch.Tensor: # B x 3 x H x W; factor
-    "Antialiased bicubic downscaling."
-    return F.interpolate(hr, scale_factor=1 / scale, mode='bicubic', antialias=True, align_corners=False)
 
 def avgpool_down(hr:torch.Tensor, scale:int)->torch.Tensor: # B x 3 x H x W; factor
     "Average pooling over scale x scale blocks."
@@ -333,27 +317,6 @@ def describe(info:dict)->str: # a trace entry of a degradation
     f = info['final']; o = f['order'].replace('resize', f"{f['mode']} resize" + (' + sinc' if 'final_sinc' in info else ''))
     out.append(f"final: {o.replace('jpeg', 'jpeg ' + str(f['jpeg']))}")
     return '\n'.join(out)
-
-# %% ../nbs/02_degrade.ipynb #a0fbae55
-def bench_degrade(batch:int=16, # HR crops per batch
-                  crop:int=256, # HR crop size
-                  threads:int=2, # torch threads (CPU cores) to use
-                  repeats:int=5, # timed batches (after one warm-up)
-                 )->dict: # times in seconds and the budget
-    "Time the degradations on a batch of real photo crops."
-    from onestepsr.bench import time_runs
-    from onestepsr.data import bundled_source, random_crops
-    g = torch.Generator().manual_seed(0)
-    imgs = [(it.read() * 255).round().to(torch.uint8) for it in bundled_source(None)]
-    hr = random_crops(imgs, crop, batch, g)
-    n = torch.get_num_threads(); torch.set_num_threads(threads)
-    try:
-        res = {k: time_runs(lambda i: make_degradation(DegradeConfig(kind=k))(hr, torch.Generator().manual_seed(i + 10)), repeats)
-               for k in ('realesrgan', 'bicubic')}
-    finally: torch.set_num_threads(n)
-    med = res['realesrgan']['median_s']
-    return {'batch': batch, 'hr': crop, 'lr': crop // 4, 'threads': threads, 'median_s': med, 'budget_s': 0.5,
-            'within_budget': med < 0.5, 'kinds': res}
 
 # %% ../nbs/02_degrade.ipynb #04b3b9b6
 def pair_seed(seed:int, split:str, name:str, k:int)->int:

@@ -8,13 +8,13 @@ import dataclasses, sys, time
 from pathlib import Path
 from typing import Callable
 import torch
-from .core import (IMAGE_SUFFIXES, ParamsError, Registry, atomic_write, get_device, img2model, load_params,
-                            load_section, model2img, read_image, typed, write_json, write_png)
-from .degrade import DegradeConfig, bicubic_up, quantize
+from .core import IMAGE_SUFFIXES, ParamsError, Registry, atomic_write, get_device, img2model, load_params, load_section, model2img, read_image, typed, write_json, write_png
+from .degrade import DegradeConfig
+from .ops import bicubic_up, quantize
 from .metrics import build_metrics, score, score_sets
-from .report import (comparison_figure, lr_view, markdown_table, metrics_summary, plot_curves, results_rows,
-                              write_per_image, zoom_box)
-from .samplers import SAMPLERS, randn_like
+from .report import comparison_figure, lr_view, markdown_table, metrics_summary, plot_curves, results_rows, write_per_image, zoom_box
+from .samplers import SAMPLERS
+from .ops import randn_like
 
 # %% auto #0
 __all__ = ['METHOD_KINDS', 'EVAL_PRESETS', 'load_pairs', 'tiled', 'bicubic_upscaler', 'diffusion_upscaler', 'score_images',

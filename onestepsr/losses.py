@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses, typing
 import torch, torch.nn.functional as F
 from .core import Registry
-from .samplers import randn_like, timesteps
+from .samplers import timesteps
+from .ops import randn_like
 from .schedules import ResShiftSchedule, VPSchedule
 
 # %% auto #0

@@ -6,19 +6,13 @@
 from __future__ import annotations
 import torch
 from .core import Registry
+from .ops import randn_like
 
 # %% auto #0
-__all__ = ['sinsr_inverse', 'SAMPLERS', 'sample_ddim', 'randn_like', 'timesteps', 'ddim_step', 'sinsr_inverse_step',
-           'sample_ancestral', 'sample_deterministic', 'sample_x0', 'sample', 'Trajectory']
+__all__ = ['sinsr_inverse', 'SAMPLERS', 'sample_ddim', 'timesteps', 'ddim_step', 'sinsr_inverse_step', 'sample_ancestral',
+           'sample_deterministic', 'sample_x0', 'sample', 'Trajectory']
 
 # %% ../nbs/05_samplers.ipynb #6e28d423
-def randn_like(x:torch.Tensor, # the shape, dtype and device to match
-               generator:torch.Generator|None=None, # drawn on the generator's device (then moved), for reproducibility
-              )->torch.Tensor: # standard normal noise like `x`
-    "Standard normal noise shaped like `x`, from `generator` when given."
-    if generator is None: return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-
 def timesteps(step:int, # the timestep, 1..T
               x:torch.Tensor, # the batch it is for
              )->torch.Tensor: # LongTensor (B,) on x's device

@@ -10,7 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from safetensors.torch import load_file
 from ..core import Registry
-from ..samplers import randn_like
+from ..ops import randn_like
 from .denoiser import PRECONDS
 
 # %% auto #0

@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses, inspect, math
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import Registry
-from ..degrade import bicubic_down
-from ..samplers import randn_like, timesteps
+from ..ops import bicubic_down
+from ..samplers import timesteps
+from ..ops import randn_like
 from ..schedules import ResShiftSchedule, make_schedule
 from .denoiser import PRECONDS
 from .unet import UNet, zero_module

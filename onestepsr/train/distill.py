@@ -9,16 +9,16 @@ import yaml
 from pathlib import Path
 import torch, torch.nn as nn
 from tqdm.auto import tqdm
-from ..core import (Registry, atomic_write, read_json, get_device, img2model, load_params, merge, save_checkpoint, seed_everything, typed,
-                            write_json, write_png)
-from ..degrade import DegradeConfig
+from ..core import Registry, atomic_write, read_json, get_device, img2model, load_params, merge, save_checkpoint, seed_everything, typed, write_json, write_png
+from ..degrade import DegradeConfig, make_degradation
 from ..data import train_loader
 from ..evaluate import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pairs
 from ..losses import LOSSES, Batch, fill_outputs
 from ..nets.denoiser import Denoiser, load_denoiser, save_denoiser
 from ..nets.discriminator import DiscParams, build_discriminator
 from ..nets.downsampler import DownsamplerConfig, build_downsampler
-from ..samplers import randn_like, sample_deterministic
+from ..samplers import sample_deterministic
+from ..ops import randn_like
 from .teacher import model_pair
 
 # %% auto #0
@@ -231,7 +231,7 @@ def distill(params:str='params.yaml', # the params file
     p = plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights)
     nets = {k: v.to(dev) for k, v in build_nets(teacher, p, deg.scale, disc, down).items()}
     live, log = _live_logger(Path(cfg.results, 'live'))
-    stats = train_student(nets, p, train_loader(cfg.hr, cfg.crop, cfg.batch_size, deg, cfg.seed, device=dev), cfg, deg.scale, log)
+    stats = train_student(nets, p, train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev), cfg, deg.scale, log)
     live.end()
     save_denoiser(cfg.out, nets['student'].eval(), extra={'recipe': cfg.recipe, 'paths': cfg.paths, 'plan': p, **stats})
     if 'G' in nets: save_checkpoint(cfg.out_downsampler, {'G': nets['G']}, nets['G'].kwargs)
@@ -262,7 +262,7 @@ def _time_recipes(P:dict, params:str, iterations:int, rounds:int, reuse:int|None
         cfg = dataclasses.replace(cfg, teacher_reuse=reuse or cfg.teacher_reuse)
         p = plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights)
         nets = {k: v.to(dev) for k, v in build_nets(_bench_teacher(P, cfg, dev), p, deg.scale, disc, dataclasses.replace(down, kind=kind or down.kind)).items()}
-        steps[name] = iteration(nets, p, train_loader(cfg.hr, cfg.crop, cfg.batch_size, deg, cfg.seed, device=dev), cfg, deg.scale)
+        steps[name] = iteration(nets, p, train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev), cfg, deg.scale)
         n = -(-iterations // cfg.teacher_reuse) * cfg.teacher_reuse            # whole teacher cycles: each round pays its share
         out[name] = (n, cfg.teacher_reuse)
         for _ in range(cfg.teacher_reuse): steps[name]()                      # warm-up: one cycle

@@ -10,7 +10,8 @@ import torch, torch.nn as nn
 from tqdm.auto import tqdm
 from ..core import Registry, get_device, img2model, load_section, seed_everything, write_json
 from ..schedules import load_schedule
-from ..degrade import DegradeConfig, bicubic_up
+from ..degrade import DegradeConfig, make_degradation
+from ..ops import bicubic_up
 from ..data import train_loader
 from ..evaluate import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pairs
 from ..metrics import build_metrics
@@ -219,7 +220,7 @@ def teacher(params:str='params.yaml', # the params file; reads its `schedule`, `
     deg, cfg = load_section(params, 'degrade', DegradeConfig), load_section(params, 'teacher', TeacherConfig)
     seed_everything(cfg.seed); dev = get_device(cfg.device)
     if cfg.threads: torch.set_num_threads(cfg.threads)
-    loader = train_loader(hr, cfg.crop, cfg.batch_size, deg, cfg.seed, cfg.workers, device=dev)
+    loader = train_loader(hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, cfg.workers, device=dev)
     sigma = cfg.sigma_data if cfg.sigma_data is not None else measure_sigma_data(loader, deg.scale)
     model = Denoiser(UNet(**unet), schedule, cfg.precond, sigma).to(dev)
     val = load_pairs(pairs, 'val', deg.scale) if (Path(pairs)/'val'/'lr').is_dir() else None
