@@ -28,6 +28,7 @@ repro: install
 
 # two notebook workers on two cores: one OpenMP thread each (oversubscribed threads make small convs ~30x slower)
 test: install
+	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -q tests
 
@@ -38,4 +39,5 @@ lab: install
 export: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+	$(BIN)/python -m onestepsr.repo wrap
 	$(BIN)/python -m onestepsr.repo readme

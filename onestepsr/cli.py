@@ -5,48 +5,110 @@
 # %% ../nbs/90_cli.ipynb #27dc4503
 from __future__ import annotations
 import importlib, sys
+from pathlib import Path
 from fastcore.script import anno_parser
 import onestepsr
 
 # %% auto #0
-__all__ = ['COMMANDS', 'resolve', 'usage', 'main']
+__all__ = ['COMMANDS', 'SECTION_OWNERS', 'resolve', 'usage', 'check_params_file', 'main']
 
 # %% ../nbs/90_cli.ipynb #65d4e8a5
 COMMANDS = {  # name -> ('module:function', one-line help)
-    'prepare': ('onestepsr.data:prepare', 'HR images from the configured source, split into train / val / test (data/hr)'),
+    'prepare': (
+        'onestepsr.data:prepare',
+        'HR images from the configured source, split into train / val / test (data/hr)',
+    ),
     'degrade': ('onestepsr.degrade:make_pairs', 'the fixed, seeded val and test LR/HR pairs (data/pairs)'),
-    'teacher': ('onestepsr.train.teacher:teacher', 'train the 15-step ResShift teacher, evaluate its samplers against bicubic (models/teacher, results/teacher)'),
-    'distill': ('onestepsr.train.distill:distill', "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr: the baseline)"),
-    'ablate': ('onestepsr.train.distill:ablate', 'one row of the Table IV ablation (loss paths, downsampler kind) from the ablation section'),
-    'ablation_table': ('onestepsr.train.distill:ablation_table', 'gather the ablation rows into results/ablation/table.md'),
-    'bench': ('onestepsr.bench:bench', 'run a named speed benchmark, write results/bench/NAME.json'),
-    'evaluate': ('onestepsr.evaluate:evaluate', 'every method on the same test pairs (and real-world images): metrics, table, figures (results/evaluate)'),
+    'teacher': (
+        'onestepsr.train.teacher:teacher',
+        'train the 15-step ResShift teacher, score its samplers against bicubic (models/teacher, results/teacher)',
+    ),
+    'distill': (
+        'onestepsr.train.distill:distill',
+        "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr: the baseline)",
+    ),
+    'ablate': ('onestepsr.train.ablate:ablate', 'one row of the Table IV ablation (loss paths, downsampler kind)'),
+    'ablation_table': (
+        'onestepsr.train.ablate:ablation_table',
+        'gather the ablation rows into results/ablation/table.md',
+    ),
+    'bench': ('onestepsr.bench:bench', 'run a speed benchmark (degrade, train, infer), write results/bench/NAME.json'),
+    'evaluate': (
+        'onestepsr.evaluate:evaluate',
+        'every method on the same test pairs (and real-world images): metrics, table, figures (results/evaluate)',
+    ),
     'results': ('onestepsr.evaluate:results', 'print the results table (results/evaluate/table.md)'),
 }
 
+SECTION_OWNERS = (  # the modules registering the sections of params.yaml (`onestepsr.core.SECTIONS`)
+    'onestepsr.data',
+    'onestepsr.degrade',
+    'onestepsr.schedules',
+    'onestepsr.nets.unet',
+    'onestepsr.nets.discriminator',
+    'onestepsr.nets.downsampler',
+    'onestepsr.train.teacher',
+    'onestepsr.train.distill',
+    'onestepsr.train.ablate',
+    'onestepsr.evaluate',
+)
+
 # %% ../nbs/90_cli.ipynb #0e550f54
-def resolve(name:str): # a key of `COMMANDS`
+def resolve(name: str):  # a key of `COMMANDS`
     "The function behind a subcommand."
-    if name not in COMMANDS: raise ValueError(f"onestepsr: unknown command {name!r} (commands: {', '.join(COMMANDS)})")
+    if name not in COMMANDS:
+        raise ValueError(f"onestepsr: unknown command {name!r} (commands: {', '.join(COMMANDS)})")
     mod, fn = COMMANDS[name][0].split(':')
     return getattr(importlib.import_module(mod), fn)
 
-def usage()->str:
+
+def usage() -> str:
     "The top-level help text."
     w = max(map(len, COMMANDS), default=8)
     lines = [f'  {k:<{w}}  {h}' for k, (_, h) in COMMANDS.items()]
-    return '\n'.join([f'usage: onestepsr [--version] [--help] COMMAND [options]', '',
-                      'One-step diffusion super-resolution: the pipeline stages and tools.', '', 'commands:', *lines, '',
-                      "Run 'onestepsr COMMAND --help' for a command's options."])
+    return '\n'.join(
+        [
+            'usage: onestepsr [--version] [--help] COMMAND [options]',
+            '',
+            'One-step diffusion super-resolution: the pipeline stages and tools.',
+            '',
+            'commands:',
+            *lines,
+            '',
+            "Run 'onestepsr COMMAND --help' for a command's options.",
+        ]
+    )
+
+
+def check_params_file(path: str):  # the params file a command is given
+    "Refuse a params file with an unknown top-level section or a bad value in any section, before anything runs."
+    from onestepsr.core import check_params, load_params  # here: `--help` stays light
+
+    for m in SECTION_OWNERS:
+        importlib.import_module(m)
+    check_params(load_params(path), str(path))
 
 # %% ../nbs/90_cli.ipynb #da0e18d4
-def main(argv:list[str]|None=None): # arguments (default: `sys.argv[1:]`)
+def main(argv: list[str] | None = None):  # arguments (default: `sys.argv[1:]`)
     "Entry point of the `onestepsr` console command."
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ('-h', '--help'): print(usage()); return 0
-    if argv[0] == '--version': print(f'onestepsr {onestepsr.__version__}'); return 0
-    try: fn = resolve(argv[0])
-    except ValueError as e: print(e, file=sys.stderr); return 2
-    args = anno_parser(fn, f'onestepsr {argv[0]}').parse_args(argv[1:])
-    out = fn(**{k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')})  # anno_parser adds --pdb and --xtra
+    if not argv or argv[0] in ('-h', '--help'):
+        print(usage())
+        return 0
+    if argv[0] == '--version':
+        print(f'onestepsr {onestepsr.__version__}')
+        return 0
+    try:
+        fn = resolve(argv[0])
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    args = {
+        k: v
+        for k, v in vars(anno_parser(fn, f'onestepsr {argv[0]}').parse_args(argv[1:])).items()
+        if k not in ('pdb', 'xtra')
+    }  # anno_parser adds --pdb and --xtra
+    if 'params' in args and Path(args['params']).is_file():
+        check_params_file(args['params'])
+    out = fn(**args)
     return 0 if out is None or not isinstance(out, int) else out

@@ -4,30 +4,33 @@
 
 # %% ../nbs/00_core.ipynb #2e93375a
 from __future__ import annotations
-import dataclasses, hashlib, inspect, json, os, random, tempfile, types, typing, warnings
+import dataclasses, hashlib, inspect, json, os, random, re, tempfile, types, typing, warnings
 from pathlib import Path
 import numpy as np, torch, yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'seed_everything', 'seed_worker', 'get_device', 'ParamsError', 'check_value', 'schema_fields',
-           'typed', 'merge', 'load_params', 'load_section', 'Registry', 'ImageReadError', 'read_image', 'atomic_write',
-           'to_uint8', 'write_png', 'write_json', 'read_json', 'save_checkpoint', 'load_checkpoint', 'img2model',
-           'model2img', 'sha256sum', 'clear_previous']
+__all__ = ['SECTIONS', 'META_KEYS', 'IMAGE_SUFFIXES', 'seed_everything', 'seed_worker', 'get_device', 'ParamsError',
+           'check_value', 'schema_fields', 'typed', 'merge', 'load_params', 'Registry', 'register_section',
+           'check_params', 'get_section', 'load_section', 'ImageReadError', 'read_image', 'atomic_write', 'to_uint8',
+           'write_png', 'write_json', 'read_json', 'save_checkpoint', 'load_checkpoint', 'img2model', 'model2img',
+           'sha256sum', 'clear_previous']
 
 # %% ../nbs/00_core.ipynb #91e6ea7d
 def seed_everything(seed:int # seed for python, numpy and torch (CPU and every GPU)
                    )->torch.Generator: # a `torch.Generator` seeded with `seed`, for data loaders and samplers
     "Seed python, numpy and torch; return a seeded generator."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    g = torch.Generator(); g.manual_seed(seed)
-    return g
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 def seed_worker(worker_id:int): # index of the data-loader worker (its seed comes from torch)
     "`worker_init_fn` for a `DataLoader`: seed python and numpy from the worker's torch seed."
     s = torch.initial_seed() % 2**32
-    random.seed(s); np.random.seed(s)
+    random.seed(s)
+    np.random.seed(s)
 
 # %% ../nbs/00_core.ipynb #5301a169
 def get_device(device:str='auto' # 'auto' (cuda, then mps, then cpu) or a torch device such as 'cpu', 'cuda:1'
@@ -37,9 +40,12 @@ def get_device(device:str='auto' # 'auto' (cuda, then mps, then cpu) or a torch 
         if torch.cuda.is_available(): return torch.device('cuda')
         mps = getattr(torch.backends, 'mps', None)
         return torch.device('mps' if mps is not None and mps.is_available() else 'cpu')
-    try: d = torch.device(device)
-    except RuntimeError as e: raise ValueError(f"device {device!r} is not a torch device ({e})") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    try:
+        d = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e})") from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
     return d
 
 # %% ../nbs/00_core.ipynb #86eef845
@@ -48,65 +54,92 @@ class ParamsError(ValueError):
 
 def _hint_name(h): return getattr(h, '__name__', None) or str(h).replace('typing.', '')
 
-def check_value(v, # the value read from YAML
-                hint, # the annotation it must satisfy
-                key:str): # where it came from, for the message
-    "`v` checked (and ints widened to float) against `hint`, or a `ParamsError` naming `key`."
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    def bad(): raise ParamsError(f"{key}: expected {_hint_name(hint)}, got {v!r} ({type(v).__name__})")
-    if hint in (typing.Any, inspect.Parameter.empty): return v
-    if origin in (typing.Union, types.UnionType):
-        if v is None and type(None) in args: return None
-        args = [a for a in args if a is not type(None)]
-        if len(args) == 1: return check_value(v, args[0], key)  # keeps the inner message
-        for a in args:
-            try: return check_value(v, a, key)
-            except ParamsError: pass
-        bad()
-    if origin is typing.Literal: return v if v in args else bad()
-    if hint is type(None) or hint is None: return v if v is None else bad()
+_NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')  # what YAML 1.1 leaves a string: 1e-3, 5E+2
+
+def _check_scalar(v, hint, bad):
+    "`v` against `float`, `int`, `str` or `bool`."
+    if hint is float and isinstance(v, str) and _NUMBER.fullmatch(v): return float(v)
     if hint is float: return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else bad()
     if hint is int: return v if isinstance(v, int) and not isinstance(v, bool) else bad()
-    if hint in (str, bool): return v if isinstance(v, hint) else bad()
-    if hint in (list, tuple) or origin in (list, tuple):
-        if not isinstance(v, (list, tuple)): bad()
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(v) != len(args): bad()
-            return tuple(check_value(x, a, f'{key}[{i}]') for i, (x, a) in enumerate(zip(v, args)))
-        return [check_value(x, args[0], f'{key}[{i}]') if args else x for i, x in enumerate(v)]
+    return v if isinstance(v, hint) else bad()
+
+def _check_container(v, hint, key:str, bad):
+    "`v` against a list, tuple or dict annotation, item by item."
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is dict or origin is dict:
         if not isinstance(v, dict): bad()
         return {k: check_value(x, args[1], f'{key}.{k}') if args else x for k, x in v.items()}
+    if not isinstance(v, (list, tuple)): bad()
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(v) != len(args): bad()
+        return tuple(check_value(x, a, f'{key}[{i}]') for i, (x, a) in enumerate(zip(v, args)))
+    return [check_value(x, args[0], f'{key}[{i}]') if args else x for i, x in enumerate(v)]
+
+def _check_union(v, args, key:str, bad):
+    "`v` against the first member of a union it satisfies."
+    if v is None and type(None) in args: return None
+    args = [a for a in args if a is not type(None)]
+    if len(args) == 1: return check_value(v, args[0], key)  # keeps the inner message
+    for a in args:
+        try:
+            return check_value(v, a, key)
+        except ParamsError:
+            pass
+    bad()
+
+def check_value(v, # the value read from YAML
+                hint, # the annotation it must satisfy
+                key:str): # where it came from, for the message
+    "`v` checked against `hint` (ints and numbers YAML left as strings made float), or a `ParamsError` naming `key`."
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    def bad(): raise ParamsError(f"{key}: expected {_hint_name(hint)}, got {v!r} ({type(v).__name__})")
+    if hint in (typing.Any, inspect.Parameter.empty): return v
+    if origin in (typing.Union, types.UnionType): return _check_union(v, args, key, bad)
+    if origin is typing.Literal: return v if v in args else bad()
+    if hint is type(None) or hint is None: return v if v is None else bad()
+    if hint in (float, int, str, bool): return _check_scalar(v, hint, bad)
+    if hint in (list, tuple, dict) or origin in (list, tuple, dict): return _check_container(v, hint, key, bad)
     if dataclasses.is_dataclass(hint): return typed(hint, v, key)
     raise TypeError(f"{key}: unsupported annotation {hint!r}")
 
 # %% ../nbs/00_core.ipynb #fb77e6aa
+def _default(f:dataclasses.Field):
+    "A dataclass field's default, or `inspect.Parameter.empty` when it has none."
+    if f.default is not dataclasses.MISSING: return f.default
+    if f.default_factory is not dataclasses.MISSING: return f.default_factory()
+    return inspect.Parameter.empty
+
 def schema_fields(schema # a dataclass type or a function
                  )->dict: # name -> (annotation, default or `inspect.Parameter.empty`)
     "The keys a schema accepts, with their types and defaults."
     hints = typing.get_type_hints(schema)
     if dataclasses.is_dataclass(schema):
-        E = inspect.Parameter.empty
-        return {f.name: (hints.get(f.name, typing.Any), f.default if f.default is not dataclasses.MISSING else
-                         (f.default_factory() if f.default_factory is not dataclasses.MISSING else E))
-                for f in dataclasses.fields(schema)}
+        return {f.name: (hints.get(f.name, typing.Any), _default(f)) for f in dataclasses.fields(schema)}
     ps = inspect.signature(schema).parameters.values()
     return {p.name: (hints.get(p.name, typing.Any), p.default) for p in ps
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
+def _open(schema)->bool:
+    "Whether `schema` is a function taking `**kwargs` (extra keys pass unchecked)."
+    if dataclasses.is_dataclass(schema): return False
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(schema).parameters.values())
+
 def typed(schema, # a dataclass type, or a function whose keyword arguments the section feeds
           values:dict|None, # the section as read from YAML
           where:str='params'): # the file and section, for messages
-    "A dataclass instance (or a dict of checked keyword arguments) from `values`; refuses unknown, missing or mistyped keys."
+    "A dataclass instance (or a dict of checked keyword arguments) from `values`; refuses unknown, missing, bad keys."
     if values is None: values = {}
     if not isinstance(values, dict): raise ParamsError(f"{where}: expected a mapping of keys, got {values!r}")
     fields = schema_fields(schema)
     unknown = [k for k in values if k not in fields]
-    if unknown: raise ParamsError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)})")
-    out = {}
+    if unknown and not _open(schema):
+        raise ParamsError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)})")
+    out = {k: values[k] for k in unknown}
     for k, (hint, default) in fields.items():
-        if k in values: out[k] = check_value(values[k], hint, f'{where}.{k}')
-        elif default is inspect.Parameter.empty: raise ParamsError(f"{where}: missing required key {k!r}")
+        if k in values:
+            out[k] = check_value(values[k], hint, f'{where}.{k}')
+        elif default is inspect.Parameter.empty:
+            raise ParamsError(f"{where}: missing required key {k!r}")
     return schema(**out) if dataclasses.is_dataclass(schema) else out
 
 # %% ../nbs/00_core.ipynb #18b19c6b
@@ -115,7 +148,8 @@ def merge(base:dict, # a section (or whole params dict)
          )->dict: # a new dict
     "`base` with `over` merged in, recursively."
     out = dict(base)
-    for k, v in over.items(): out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 def load_params(path:str|Path='params.yaml' # the params file
@@ -123,31 +157,74 @@ def load_params(path:str|Path='params.yaml' # the params file
     "The whole params file as a dict of sections, with the selected preset merged in."
     p = Path(path)
     if not p.is_file(): raise ParamsError(f"{p}: params file not found")
-    try: d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e: raise ParamsError(f"{p}: not valid YAML ({e})") from None
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(d, dict): raise ParamsError(f"{p}: expected a mapping of sections at the top level")
     name, presets = d.pop('preset', None), d.pop('presets', None) or {}
     if name is None: return d
-    if name not in presets: raise ParamsError(f"{p}: preset {name!r} is not defined (presets: {', '.join(presets) or 'none'})")
+    if name not in presets:
+        raise ParamsError(f"{p}: preset {name!r} is not defined (presets: {', '.join(presets) or 'none'})")
     return merge(d, presets[name])
-
-def load_section(path:str|Path, # the params file
-                 section:str, # the top-level key
-                 schema): # a dataclass type, or the function the section feeds
-    "One section of a params file, checked against `schema`."
-    d = load_params(path)
-    if section not in d: raise ParamsError(f"{path}: no section {section!r} (sections: {', '.join(d)})")
-    return typed(schema, d[section], f'{path} [{section}]')
 
 # %% ../nbs/00_core.ipynb #19d730fd
 class Registry(dict):
     "A named collection of components; `@reg.register('name')` adds one, `reg['name']` finds it or lists the choices."
-    def __init__(self, kind:str): super().__init__(); self.kind = kind # what the entries are, for messages
+    def __init__(self, kind:str): # what the entries are, for messages
+        super().__init__()
+        self.kind = kind
+
     def register(self, name:str|None=None): # the entry's name (the object's `__name__` by default)
         "Decorator that adds the decorated object under `name`."
-        def deco(obj): self[name or obj.__name__] = obj; return obj
+        def deco(obj):
+            self[name or obj.__name__] = obj
+            return obj
         return deco
+
     def __missing__(self, name): raise KeyError(f"unknown {self.kind} {name!r} (choices: {', '.join(sorted(self))})")
+
+# %% ../nbs/00_core.ipynb #34794d04
+SECTIONS = Registry('params section')  # top-level key of params.yaml -> its schema, registered by the owning module
+META_KEYS = ('preset', 'presets')     # top-level keys `load_params` itself handles
+
+def register_section(name:str, # the top-level key of params.yaml
+                     schema=None, # a dataclass type or a function (as `typed` takes); None: use as a decorator
+                    ):
+    "Register the schema of params section `name`; a second, different schema for the same name is refused."
+    def add(s):
+        old = SECTIONS.get(name)
+        if old is not None and old.__qualname__ != s.__qualname__:              # a notebook re-running its cell is fine
+            raise ValueError(f"params section {name!r} is already registered to {old.__module__}.{old.__qualname__}")
+        SECTIONS[name] = s
+        return s
+    return add if schema is None else add(schema)
+
+def _known()->str: return ', '.join(sorted(SECTIONS)) or 'none registered'
+
+def check_params(P:dict, # the params as `load_params` returns them: top-level key -> section
+                 where:str='params', # the file, for messages
+                )->dict: # top-level key -> the checked section (a dataclass instance or a dict of arguments)
+    "Refuse a top-level key no module registered in `SECTIONS`; check every section with `typed`."
+    unknown = [k for k in P if k not in SECTIONS and k not in META_KEYS]
+    if unknown: raise ParamsError(f"{where}: unknown section {unknown[0]!r} (known sections: {_known()})")
+    return {k: typed(SECTIONS[k], v, f'{where} [{k}]') for k, v in P.items() if k in SECTIONS}
+
+def get_section(P:dict, # the params as `load_params` returns them
+                section:str, # a registered top-level key
+                where:str='params', # the file, for messages
+                schema=None, # a dataclass type or function; default: the one registered for `section`
+               ):
+    "One section of loaded params, checked against its schema; refuses a section unregistered or absent."
+    if section not in SECTIONS: raise ParamsError(f"{where}: unknown section {section!r} (known sections: {_known()})")
+    if section not in P: raise ParamsError(f"{where}: no section {section!r} (sections: {', '.join(P)})")
+    return typed(schema or SECTIONS[section], P[section], f'{where} [{section}]')
+
+def load_section(path:str|Path, # the params file
+                 section:str, # a registered top-level key
+                 schema=None): # a dataclass type or function; default: the one registered for `section`
+    "One section of a params file, checked against `schema`."
+    return get_section(load_params(path), section, str(path), schema)
 
 # %% ../nbs/00_core.ipynb #cb745adb
 class ImageReadError(ValueError):
@@ -165,6 +242,17 @@ def _to_array(im:Image.Image)->np.ndarray:
     return np.asarray(im.convert('RGB'), dtype=np.float32) / 255.0
 
 # %% ../nbs/00_core.ipynb #95bf3185
+def _decode(p:Path, max_pixels:int)->np.ndarray:
+    "The pixels of image file `p` (EXIF orientation applied); refuses more than `max_pixels`."
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', Image.DecompressionBombWarning)
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageReadError(f"{p}: {w}x{h} pixels is more than max_pixels={max_pixels} (decompression bomb?)")
+            im.load()
+            return _to_array(ImageOps.exif_transpose(im))
+
 def read_image(path:str|Path, # an image file
                min_size:int=1, # refuse images whose shorter side is below this many pixels
                max_pixels:int=2**27, # refuse images with more pixels than this (decompression bombs)
@@ -172,14 +260,7 @@ def read_image(path:str|Path, # an image file
     "Read an image file as a float RGB tensor, or raise `ImageReadError` naming the file."
     p = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageReadError(f"{p}: {w}x{h} pixels is more than max_pixels={max_pixels} (decompression bomb?)")
-                im.load()
-                a = _to_array(ImageOps.exif_transpose(im))
+        a = _decode(p, max_pixels)
     except ImageReadError: raise
     except FileNotFoundError: raise ImageReadError(f"{p}: file not found") from None
     except IsADirectoryError: raise ImageReadError(f"{p}: is a directory, not an image") from None
@@ -187,7 +268,8 @@ def read_image(path:str|Path, # an image file
     except UnidentifiedImageError: raise ImageReadError(f"{p}: not an image (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(f"{p}: too many pixels (decompression bomb?): {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e: raise ImageReadError(f"{p}: corrupt or truncated image ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"{p}: corrupt or truncated image ({e})") from None
     if min(a.shape[:2]) < min_size:
         raise ImageReadError(f"{p}: {a.shape[1]}x{a.shape[0]} is smaller than the minimum size of {min_size} px")
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
@@ -196,10 +278,16 @@ def read_image(path:str|Path, # an image file
 def atomic_write(path:str|Path, # the file to write
                  write): # called with a temporary path in the same folder; the result is renamed to `path`
     "Write a file through a temporary neighbour and an atomic rename, so a crash never leaves half a file."
-    p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f'.{p.name}.', suffix=p.suffix); os.close(fd)
-    umask = os.umask(0); os.umask(umask)
-    try: write(tmp); os.chmod(tmp, 0o666 & ~umask); os.replace(tmp, p)  # mkstemp's 0600 would hide the file from others
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f'.{p.name}.', suffix=p.suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
+        os.replace(tmp, p)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return p
@@ -207,7 +295,10 @@ def atomic_write(path:str|Path, # the file to write
 def to_uint8(img:torch.Tensor # 3 x H x W (or H x W x 3 numpy), floats in [0, 1]
             )->np.ndarray: # H x W x 3 uint8
     "Quantise an image to 8 bits (round half up, clipped)."
-    a = img.detach().float().cpu().permute(1, 2, 0).numpy() if isinstance(img, torch.Tensor) else np.asarray(img, np.float32)
+    if isinstance(img, torch.Tensor):
+        a = img.detach().float().cpu().permute(1, 2, 0).numpy()
+    else:
+        a = np.asarray(img, np.float32)
     return (a.clip(0, 1) * 255 + 0.5).astype(np.uint8)
 
 def write_png(img:torch.Tensor, # 3 x H x W, floats in [0, 1]
@@ -225,8 +316,10 @@ def read_json(path:str|Path)->dict: # a JSON file
     "Read a JSON file, with an error naming the file when it is missing or malformed."
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"{p}: file not found")
-    try: return json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
 
 # %% ../nbs/00_core.ipynb #472f3f17
 def save_checkpoint(folder:str|Path, # the checkpoint folder (created)
@@ -235,7 +328,8 @@ def save_checkpoint(folder:str|Path, # the checkpoint folder (created)
     "Save `modules` to `folder/model.safetensors` (keys `name.param`) and `config` to `folder/config.json`."
     sd = {}
     for name, m in modules.items():
-        for k, v in (m.state_dict() if hasattr(m, 'state_dict') else m).items(): sd[f'{name}.{k}'] = v.detach().cpu().clone()  # clone: modules may share tensors
+        for k, v in (m.state_dict() if hasattr(m, 'state_dict') else m).items():
+            sd[f'{name}.{k}'] = v.detach().cpu().clone()  # clone: modules may share tensors
     folder = Path(folder)
     atomic_write(folder/'model.safetensors', lambda tmp: save_file(sd, tmp))
     write_json(config, folder/'config.json')
@@ -245,10 +339,12 @@ def load_checkpoint(folder:str|Path, # a folder written by `save_checkpoint`
                    )->tuple[dict, dict]: # (name -> state dict, config)
     "The state dicts and config of a checkpoint folder; safetensors only, nothing unpickled."
     folder = Path(folder)
-    if not (folder/'model.safetensors').is_file(): raise FileNotFoundError(f"{folder}: no model.safetensors (not a checkpoint folder)")
+    if not (folder/'model.safetensors').is_file():
+        raise FileNotFoundError(f"{folder}: no model.safetensors (not a checkpoint folder)")
     states = {}
     for k, v in load_file(str(folder/'model.safetensors')).items():
-        name, rest = k.split('.', 1); states.setdefault(name, {})[rest] = v
+        name, rest = k.split('.', 1)
+        states.setdefault(name, {})[rest] = v
     return states, read_json(folder/'config.json')
 
 # %% ../nbs/00_core.ipynb #0159ea76

@@ -4,343 +4,199 @@
 
 # %% ../nbs/12_evaluate.ipynb #7cdf6a72
 from __future__ import annotations
-import dataclasses, sys, time
+import dataclasses, sys
 from pathlib import Path
 from typing import Callable
 import torch
-from .core import IMAGE_SUFFIXES, ParamsError, Registry, atomic_write, get_device, img2model, load_params, load_section, model2img, read_image, typed, write_json, write_png
+from .core import ParamsError, atomic_write, get_device, load_params, load_section, read_image, register_section
+from .core import IMAGE_SUFFIXES, write_json, write_png
 from .degrade import DegradeConfig
-from .ops import bicubic_up, quantize
-from .metrics import build_metrics, score, score_sets
-from .report import comparison_figure, lr_view, markdown_table, metrics_summary, plot_curves, results_rows, write_per_image, zoom_box
-from .samplers import SAMPLERS
-from .ops import randn_like
+from .infer import load_pairs, score_images, score_pairs
+from .methods import MethodContext, build_methods, method_cost
+from .metrics import build_metrics, score_sets
+from .ops import quantize
+from .report import (comparison_figure, lr_view, markdown_table, metrics_summary, plot_curves, results_rows,
+                              write_per_image, zoom_box)
 
 # %% auto #0
-__all__ = ['METHOD_KINDS', 'EVAL_PRESETS', 'load_pairs', 'tiled', 'bicubic_upscaler', 'diffusion_upscaler', 'score_images',
-           'score_pairs', 'Method', 'MethodContext', 'bicubic_method', 'diffusion_method', 'read_outputs',
-           'folder_method', 'build_methods', 'method_cost', 'evaluate_methods', 'load_images', 'evaluate_realworld',
-           'EvalConfig', 'load_eval_config', 'table_text', 'write_figures', 'realworld_sets', 'run_evaluation',
-           'evaluate', 'results']
-
-# %% ../nbs/12_evaluate.ipynb #89920ac6
-def load_pairs(pairs:str|Path='data/pairs', # the folder the `degrade` stage wrote
-               split:str='test', # 'val' or 'test'
-               scale:int=4, # the SR factor the pairs were made for
-              )->dict: # {'names': [...], 'lr': N x 3 x h x w, 'hr': N x 3 x H x W}, in [0, 1]
-    "The LR / HR pairs of one split, as two stacked tensors."
-    d = Path(pairs, split)
-    names = sorted(p.name for p in (d/'lr').glob('*.png'))
-    if not names: raise FileNotFoundError(f"{d/'lr'}: no PNG images (run `onestepsr degrade` first)")
-    lr, hr = [], []
-    for n in names:
-        a, b = read_image(d/'lr'/n), read_image(d/'hr'/n)
-        if tuple(b.shape[1:]) != (a.shape[1] * scale, a.shape[2] * scale):
-            raise ValueError(f"{d/'hr'/n}: {b.shape[2]}x{b.shape[1]} is not {scale}x the LR size {a.shape[2]}x{a.shape[1]}")
-        lr.append(a); hr.append(b)
-    if len({x.shape for x in lr}) > 1: raise ValueError(f"{d/'lr'}: the pairs have different sizes")
-    return {'names': names, 'lr': torch.stack(lr), 'hr': torch.stack(hr)}
-
-# %% ../nbs/12_evaluate.ipynb #69ed2ade
-def _starts(n:int, tile:int, stride:int)->list[int]:
-    "Tile offsets covering 0..n with tiles of `tile` px every `stride` px, the last one flush with the end."
-    return [0] if n <= tile else list(range(0, n - tile, stride)) + [n - tile]
-
-def tiled(fn:Callable, # B x 3 x h x w LR -> B x 3 x (scale h) x (scale w)
-          lr:torch.Tensor, # B x 3 x h x w in [0, 1]
-          scale:int=4, # the SR factor
-          tile:int=0, # LR tile size in pixels; 0 (or an image no larger): the whole image at once
-          overlap:int=8, # LR pixels shared by neighbouring tiles
-         )->torch.Tensor: # B x 3 x (scale h) x (scale w)
-    "Apply `fn` to overlapping LR tiles and average the SR tiles where they overlap."
-    h, w = lr.shape[-2:]
-    if tile <= 0 or (h <= tile and w <= tile): return fn(lr)
-    if not 0 <= overlap < tile: raise ValueError(f"tile overlap must be in [0, tile={tile}), got {overlap}")
-    out = lr.new_zeros(*lr.shape[:-2], h * scale, w * scale); count = lr.new_zeros(h * scale, w * scale)
-    for t in _starts(h, tile, tile - overlap):
-        for l in _starts(w, tile, tile - overlap):
-            sr = fn(lr[..., t:t + tile, l:l + tile]).to(out)
-            box = (..., slice(t * scale, t * scale + sr.shape[-2]), slice(l * scale, l * scale + sr.shape[-1]))
-            out[box] += sr; count[box[1:]] += 1                                  # sum_k P_k^T f(Q_k x), sum_k P_k^T 1
-    return out / count
-
-# %% ../nbs/12_evaluate.ipynb #efe20ef9
-def bicubic_upscaler(scale:int=4, # the SR factor
-                    )->Callable: # lr -> sr, in [0, 1]
-    "The bicubic baseline."
-    return lambda lr: bicubic_up(lr, scale)
-
-def diffusion_upscaler(model, # a `Denoiser`: model(x_t, y, t) -> x0_hat
-                       sampler:str='x0', # a key of `SAMPLERS`: 'x0' (one step), 'deterministic', 'ancestral'
-                       scale:int=4, # the SR factor
-                       seed:int=0, # seed of the start noise (and the ancestral sampler's noise)
-                       batch_size:int=16, # images per forward pass
-                       tile:int=0, # LR tile size for large images (0: whole images), see `tiled`
-                       overlap:int=8, # LR pixels shared by neighbouring tiles
-                      )->Callable: # lr -> sr, in [0, 1]
-    "An upscaler running `sampler` on `model`, in batches (and tiles), without gradients."
-    fn = SAMPLERS[sampler]
-    def up(lr:torch.Tensor)->torch.Tensor:
-        p = next(model.parameters())
-        g = torch.Generator(p.device).manual_seed(seed)
-        def run(x):
-            y = img2model(bicubic_up(x, scale))
-            return model2img(fn(model, model.schedule.prior_sample(y, randn_like(y, g)), y, model.schedule, g))  # x_T = y + kappa sqrt(eta_T) eps
-        with torch.no_grad():
-            return torch.cat([tiled(run, c.to(p.device, p.dtype), scale, tile, overlap).float().cpu() for c in lr.split(batch_size)])
-    return up
-
-# %% ../nbs/12_evaluate.ipynb #dd884231
-def score_images(metrics:dict, # name -> `Metric` or `Unavailable`
-                 sr:torch.Tensor, # B x 3 x H x W in [0, 1]
-                 hr:torch.Tensor|None=None, # B x 3 x H x W references, or None (no-reference metrics only)
-                 chunk:int=16, # images per metric call
-                )->tuple[dict, dict]: # ({metric: [B floats]}, {metric: why it could not be computed})
-    "Per-image scores of every image metric that can run; the others with the reason."
-    per, bad = {}, {}
-    for n, m in metrics.items():
-        if not m: bad[n] = m.reason; continue
-        if m.spec.kind == 'set' or (hr is None and m.spec.kind == 'FR'): continue
-        try: per[n] = [v for i in range(0, len(sr), chunk) for v in score({n: m}, sr[i:i + chunk], None if hr is None else hr[i:i + chunk])[n]]
-        except ValueError as e: bad[n] = str(e)                                  # e.g. images too small for MS-SSIM
-    return per, bad
-
-def score_pairs(upscale:Callable, # lr -> sr in [0, 1]
-                pairs:dict, # from `load_pairs`
-                metrics:dict|None=None, # from `onestepsr.metrics.build_metrics` (default PSNR-Y and SSIM-Y, border 4)
-                warmup:bool=True, # run once on the first image before timing
-                quantise:bool=True, # round the SR images to 8 bits before scoring
-               )->dict: # {'mean', 'per_image', 'unavailable': {metric: reason}, 'sec_per_image', 'sr'}
-    "Upscale the pairs and score them."
-    metrics = metrics or build_metrics(['psnr', 'ssim'])
-    if warmup: upscale(pairs['lr'][:1])
-    t0 = time.perf_counter(); sr = upscale(pairs['lr']); dt = time.perf_counter() - t0
-    if sr.shape != pairs['hr'].shape: raise ValueError(f"upscaler returned {tuple(sr.shape)}, expected {tuple(pairs['hr'].shape)}")
-    sr = quantize(sr) if quantise else sr.clamp(0, 1)
-    per, bad = score_images(metrics, sr, pairs['hr'])
-    return {'mean': {k: sum(v) / len(v) for k, v in per.items()}, 'per_image': per, 'unavailable': bad,
-            'sec_per_image': dt / len(sr), 'sr': sr}
-
-# %% ../nbs/12_evaluate.ipynb #d45bf92a
-@dataclasses.dataclass
-class Method:
-    "An SR method ready to run, and what it costs."
-    upscale: Callable # (lr: B x 3 x h x w in [0, 1], names: B file names) -> B x 3 x (scale h) x (scale w) in [0, 1]
-    nfe: int|None = 0 # network evaluations per image; None: unknown (outputs made elsewhere)
-    net: torch.nn.Module|None = None # the network evaluated `nfe` times, for parameters and FLOPs
-    check: Callable|None = None # (names, lr) -> list of problems, run before any method runs
-    paired_only: bool = False # only for the test pairs (outputs made elsewhere for those inputs)
-
-@dataclasses.dataclass(frozen=True)
-class MethodContext:
-    "What every method builder gets besides its own params."
-    scale: int = 4 # the SR factor
-    device: str = 'cpu' # 'auto' or a torch device
-    seed: int = 0 # seed of the start noise
-    batch_size: int = 8 # images per forward pass
-    tile: int = 0 # LR tile size (0: whole images)
-    overlap: int = 8 # LR tile overlap
-
-METHOD_KINDS = Registry('method kind')
-
-@METHOD_KINDS.register('bicubic')
-def bicubic_method(ctx:MethodContext, /)->Method:
-    "Bicubic upsampling."
-    up = bicubic_upscaler(ctx.scale)
-    return Method(lambda lr, names: up(lr), nfe=0)
-
-@METHOD_KINDS.register('diffusion')
-def diffusion_method(ctx:MethodContext, /,
-                     model:str='models/student', # a folder written by `save_denoiser`
-                     sampler:str='x0', # a key of `SAMPLERS`
-                    )->Method:
-    "A saved `Denoiser` run with a sampler."
-    from onestepsr.nets.denoiser import load_denoiser
-    if not Path(model, 'model.safetensors').is_file():
-        raise FileNotFoundError(f"{model}: no trained model (no model.safetensors): run the stage that trains it (dvc repro) or fix the path")
-    if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r} (choices: {', '.join(sorted(SAMPLERS))})")
-    net = load_denoiser(model, get_device(ctx.device))
-    up = diffusion_upscaler(net, sampler, ctx.scale, ctx.seed, ctx.batch_size, ctx.tile, ctx.overlap)
-    return Method(lambda lr, names: up(lr), nfe=1 if sampler == 'x0' else net.schedule.T, net=net.net)
-
-# %% ../nbs/12_evaluate.ipynb #0e6bbf45
-def read_outputs(folder:str|Path, # a folder of SR outputs
-                 names:list, # the LR inputs' file names
-                 sizes:list, # the expected (H, W) of each output
-                )->tuple[list, list]: # (images, or None where a problem; problems, one line per file)
-    "The SR images for `names` from `folder`, and what is wrong with the others."
-    f, imgs, bad = Path(folder), [], []
-    if not f.is_dir(): return [None] * len(names), [f"{f}: not a folder"]
-    for n, (h, w) in zip(names, sizes):
-        p = next((f/(Path(n).stem + s) for s in IMAGE_SUFFIXES if (f/(Path(n).stem + s)).is_file()), None)
-        x = None
-        if p is None: bad.append(f"{n}: missing (expected {f/Path(n).stem}.png or another image type)")
-        else:
-            try: x = read_image(p)
-            except ValueError as e: bad.append(str(e))
-            if x is not None and tuple(x.shape[1:]) != (h, w): bad.append(f"{p.name}: {x.shape[2]}x{x.shape[1]}, expected {w}x{h} ({n} upscaled)"); x = None
-        imgs.append(x)
-    return imgs, bad
-
-@METHOD_KINDS.register('folder')
-def folder_method(ctx:MethodContext, /,
-                  folder:str, # SR outputs of another method, named like the LR inputs
-                 )->Method:
-    "SR outputs made elsewhere from the same LR inputs."
-    sizes = lambda lr: [(lr.shape[-2] * ctx.scale, lr.shape[-1] * ctx.scale)] * len(lr)
-    def up(lr, names):
-        imgs, bad = read_outputs(folder, names, sizes(lr))
-        if bad: raise ValueError(f"{folder}: " + '; '.join(bad))
-        return torch.stack(imgs)
-    return Method(up, nfe=None, check=lambda names, lr: read_outputs(folder, names, sizes(lr))[1], paired_only=True)
-
-# %% ../nbs/12_evaluate.ipynb #fbb985b7
-def build_methods(specs:dict, # name -> {'kind': a key of `METHOD_KINDS`, and that builder's arguments}
-                  ctx:MethodContext, # scale, device, seed, batching, tiling
-                  where:str='evaluate.methods', # for messages
-                 )->dict: # name -> `Method`
-    "Every method of the params, or one error listing every entry that cannot be built."
-    out, errors = {}, []
-    for name, spec in specs.items():
-        spec = dict(spec or {}); kind = spec.pop('kind', None)
-        try:
-            if kind not in METHOD_KINDS: raise ParamsError(f"kind {kind!r} is not a method kind (kinds: {', '.join(sorted(METHOD_KINDS))})")
-            out[name] = METHOD_KINDS[kind](ctx, **typed(METHOD_KINDS[kind], spec, f'{where}.{name}'))
-        except (ParamsError, FileNotFoundError, ValueError) as e: errors.append(str(e) if str(e).startswith(where) else f"{where}.{name}: {e}")
-    if errors: raise ValueError('\n'.join(errors))
-    return out
-
-def method_cost(m:Method, # a built method
-                hr_size:tuple, # (H, W) of the SR images
-               )->dict: # {'nfe', 'params', 'gflops'} per image (None: unknown)
-    "Network evaluations, parameters and GFLOPs per image."
-    from onestepsr.nets.unet import net_cost
-    if m.net is None: return {'nfe': m.nfe, 'params': 0 if m.nfe == 0 else None, 'gflops': None}
-    c = net_cost(m.net, (1, 3, *hr_size))
-    return {'nfe': m.nfe, 'params': c['params'], 'gflops': c['gflops'] * m.nfe}  # NFE x FLOPs of one pass
+__all__ = ['EVAL_PRESETS', 'evaluate_methods', 'load_images', 'evaluate_realworld', 'EvalConfig', 'load_eval_config',
+           'table_text', 'write_figures', 'realworld_sets', 'split_timing', 'run_evaluation', 'evaluate', 'results']
 
 # %% ../nbs/12_evaluate.ipynb #58bdc7e7
-def evaluate_methods(methods:dict, # name -> `Method`
-                     pairs:dict, # from `load_pairs`
-                     metrics:dict, # from `build_metrics`
-                     sr_dir:str|Path|None=None, # write the SR images to sr_dir/<method>/ (needed by set metrics such as FID)
-                     hr_dir:str|Path|None=None, # the HR images' folder (for set metrics)
-                    )->dict: # method -> `score_pairs` result + 'cost'
+def evaluate_methods(
+    methods: dict,  # name -> `Method`
+    pairs: dict,  # from `load_pairs`
+    metrics: dict,  # from `build_metrics`
+    sr_dir: str | Path | None = None,  # write the SR images to sr_dir/<method>/ (needed by set metrics such as FID)
+    hr_dir: str | Path | None = None,  # the HR images' folder (for set metrics)
+) -> dict:  # method -> `score_pairs` result + 'cost'
     "Every method on the same pairs: scores, outputs and cost."
     bad = {n: m.check(pairs['names'], pairs['lr']) for n, m in methods.items() if m.check is not None}
     bad = {n: b for n, b in bad.items() if b}
-    if bad: raise ValueError('\n'.join(f"method {n!r}: {len(b)} problem(s): " + '; '.join(b) for n, b in bad.items()))
+    if bad:
+        raise ValueError('\n'.join(f"method {n!r}: {len(b)} problem(s): " + '; '.join(b) for n, b in bad.items()))
     out, names = {}, pairs['names']
     for name, m in methods.items():
-        r = score_pairs(lambda lr: m.upscale(lr, names[:len(lr)]), pairs, metrics, warmup=m.nfe is not None)
-        r['cost'] = {**method_cost(m, tuple(pairs['hr'].shape[-2:])), 'ms_per_image': None if m.nfe is None else 1000 * r['sec_per_image']}
+        r = score_pairs(lambda lr: m.upscale(lr, names[: len(lr)]), pairs, metrics, warmup=m.nfe is not None)
+        r['cost'] = {
+            **method_cost(m, tuple(pairs['hr'].shape[-2:])),
+            'ms_per_image': None if m.nfe is None else 1000 * r['sec_per_image'],
+        }
         if sr_dir is not None:
-            for n, x in zip(names, r['sr']): write_png(x, Path(sr_dir, name, Path(n).stem + '.png'))
-            if hr_dir is not None: r['mean'].update(score_sets(metrics, Path(sr_dir, name), hr_dir))
+            for n, x in zip(names, r['sr']):
+                write_png(x, Path(sr_dir, name, Path(n).stem + '.png'))
+            if hr_dir is not None:
+                r['mean'].update(score_sets(metrics, Path(sr_dir, name), hr_dir))
         out[name] = r
     return out
 
 # %% ../nbs/12_evaluate.ipynb #7f037af4
-def load_images(folder:str|Path, # a folder of images (not searched recursively)
-               )->dict: # name -> 3 x H x W in [0, 1], sorted by name
+def load_images(
+    folder: str | Path,  # a folder of images (not searched recursively)
+) -> dict:  # name -> 3 x H x W in [0, 1], sorted by name
     "Every image of a folder."
     files = sorted(p for p in Path(folder).glob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files: raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return {p.name: read_image(p) for p in files}
 
-def evaluate_realworld(methods:dict, # name -> `Method`
-                       images:dict, # name -> 3 x h x w LR image, from `load_images`
-                       metrics:dict, # from `build_metrics` (only no-reference ones are used)
-                       sr_dir:str|Path|None=None, # write SR images to sr_dir/<method>/
-                      )->dict: # method -> {'mean', 'per_image', 'unavailable', 'sr': {name: image}}
+
+def evaluate_realworld(
+    methods: dict,  # name -> `Method`
+    images: dict,  # name -> 3 x h x w LR image, from `load_images`
+    metrics: dict,  # from `build_metrics` (only no-reference ones are used)
+    sr_dir: str | Path | None = None,  # write SR images to sr_dir/<method>/
+) -> dict:  # method -> {'mean', 'per_image', 'unavailable', 'sr': {name: image}}
     "No-reference scores of every method on real LR images."
     out = {}
     for name, m in methods.items():
-        if m.paired_only: continue
+        if m.paired_only:
+            continue
         sr = {k: quantize(m.upscale(x[None], [k])[0]) for k, x in images.items()}
         per, bad = {}, {}
         for x in sr.values():
-            p, b = score_images(metrics, x[None]); bad.update(b)
-            for k, v in p.items(): per.setdefault(k, []).extend(v)
+            p, b = score_images(metrics, x[None])
+            bad.update(b)
+            for k, v in p.items():
+                per.setdefault(k, []).extend(v)
         per = {k: v for k, v in per.items() if k not in bad}
         if sr_dir is not None:
-            for k, x in sr.items(): write_png(x, Path(sr_dir, name, Path(k).stem + '.png'))
-        out[name] = {'mean': {k: sum(v) / len(v) for k, v in per.items()}, 'per_image': per, 'unavailable': bad, 'sr': sr}
+            for k, x in sr.items():
+                write_png(x, Path(sr_dir, name, Path(k).stem + '.png'))
+        out[name] = {
+            'mean': {k: sum(v) / len(v) for k, v in per.items()},
+            'per_image': per,
+            'unavailable': bad,
+            'sr': sr,
+        }
     return out
 
 # %% ../nbs/12_evaluate.ipynb #d136fa6a
-def _default_methods()->dict:
+def _default_methods() -> dict:
     "Table I's rows: bicubic, the teacher (15 steps, and 1 for reference), SinSR and the co-learning student."
-    return {'bicubic': {'kind': 'bicubic'},
-            'teacher_15': {'kind': 'diffusion', 'model': 'models/teacher', 'sampler': 'deterministic'},
-            'teacher_1': {'kind': 'diffusion', 'model': 'models/teacher', 'sampler': 'x0'},
-            'sinsr': {'kind': 'diffusion', 'model': 'models/sinsr', 'sampler': 'x0'},
-            'ours': {'kind': 'diffusion', 'model': 'models/student', 'sampler': 'x0'}}
+    return {
+        'bicubic': {'kind': 'bicubic'},
+        'teacher_15': {'kind': 'diffusion', 'model': 'models/teacher', 'sampler': 'deterministic'},
+        'teacher_1': {'kind': 'diffusion', 'model': 'models/teacher', 'sampler': 'x0'},
+        'sinsr': {'kind': 'diffusion', 'model': 'models/sinsr', 'sampler': 'x0'},
+        'ours': {'kind': 'diffusion', 'model': 'models/student', 'sampler': 'x0'},
+    }
+
 
 _field = lambda f: dataclasses.field(default_factory=f)
+
 
 @dataclasses.dataclass
 class EvalConfig:
     "The `evaluate` section of params.yaml."
-    pairs: str = 'data/pairs' # the folder the `degrade` stage wrote
-    split: str = 'test' # the split scored: 'test' (or 'val')
-    methods: dict[str, dict] = _field(_default_methods) # row name -> {kind: a key of METHOD_KINDS, and its arguments}
-    external: dict[str, str] = _field(dict) # row name -> folder of another method's SR outputs for the same LR inputs
-    metrics: list[str] = _field(lambda: ['psnr', 'ssim', 'lpips', 'clipiqa', 'musiq']) # keys of `METRICS` (Table I's)
-    preset: str|None = None # a key of `EVAL_PRESETS` ('faces': Table II's metrics); None follows data.preset, '' none
-    weights: dict[str, str] = _field(dict) # metric -> file or folder with its pretrained weights
-    offline: bool = True # never download metric weights
-    hub_dir: str|None = None # torch hub dir holding the weight caches (None: torch's default)
-    crop_border: int|None = None # pixels cropped before PSNR / SSIM (None: the scale, as the papers)
-    device: str = 'auto' # 'auto' or a torch device
-    seed: int = 0 # seed of the start noise, the same for every method
-    batch_size: int = 8 # images per forward pass
-    tile: int = 0 # LR tile size for large images (0: whole images at once)
-    overlap: int = 8 # LR pixels shared by neighbouring tiles
-    realworld: str|dict[str, str] = '' # a folder of real LR images without ground truth, or {name: folder}; '' skips
-    compare: int|list[str] = 3 # images per figure: a count (evenly spaced) or test image names
-    compare_methods: list[str] = _field(lambda: ['bicubic', 'teacher_15', 'sinsr', 'ours']) # figure columns between LR and HR ([]: all)
-    zoom: list[float] = _field(lambda: [0.375, 0.375, 0.25]) # the zoomed box: top, left, size, fractions of the image
-    curves: str = 'results' # searched for dvclive logs (<stage>/live) to plot
+
+    pairs: str = 'data/pairs'  # the folder the `degrade` stage wrote
+    split: str = 'test'  # the split scored: 'test' (or 'val')
+    methods: dict[str, dict] = _field(_default_methods)  # row name -> {kind: a key of METHOD_KINDS, and its arguments}
+    external: dict[str, str] = _field(dict)  # row name -> folder of another method's SR outputs for the same LR inputs
+    metrics: list[str] = _field(lambda: ['psnr', 'ssim', 'lpips', 'clipiqa', 'musiq'])  # keys of `METRICS` (Table I's)
+    preset: str | None = (
+        None  # a key of `EVAL_PRESETS` ('faces': Table II's metrics); None follows data.preset, '' none
+    )
+    weights: dict[str, str] = _field(dict)  # metric -> file or folder with its pretrained weights
+    offline: bool = True  # never download metric weights
+    hub_dir: str | None = None  # torch hub dir holding the weight caches (None: torch's default)
+    crop_border: int | None = None  # pixels cropped before PSNR / SSIM (None: the scale, as the papers)
+    device: str = 'auto'  # 'auto' or a torch device
+    seed: int = 0  # seed of the start noise, the same for every method
+    batch_size: int = 8  # images per forward pass
+    tile: int = 0  # LR tile size for large images (0: whole images at once)
+    overlap: int = 8  # LR pixels shared by neighbouring tiles
+    realworld: str | dict[str, str] = ''  # a folder of real LR images without ground truth, or {name: folder}; '' skips
+    compare: int | list[str] = 3  # images per figure: a count (evenly spaced) or test image names
+    compare_methods: list[str] = _field(
+        lambda: ['bicubic', 'teacher_15', 'sinsr', 'ours']
+    )  # figure columns between LR and HR ([]: all)
+    zoom: list[float] = _field(lambda: [0.375, 0.375, 0.25])  # the zoomed box: top, left, size, fractions of the image
+    curves: str = 'results'  # searched for dvclive logs (<stage>/live) to plot
+
 
 EVAL_PRESETS = {'faces': dict(metrics=['psnr', 'ssim', 'ms_ssim', 'fid'])}
+register_section('evaluate', EvalConfig)
 
-def load_eval_config(params:str|Path='params.yaml', # the params file
-                    )->EvalConfig: # with the preset applied
+
+def load_eval_config(
+    params: str | Path = 'params.yaml',  # the params file
+) -> EvalConfig:  # with the preset applied
     "The `evaluate` section, checked, with its preset (or data.preset) applied."
     cfg = load_section(params, 'evaluate', EvalConfig)
     preset = cfg.preset if cfg.preset is not None else (load_params(params).get('data') or {}).get('preset')
-    if not preset: return cfg
-    if preset not in EVAL_PRESETS: raise ParamsError(f"{params} [evaluate]: unknown preset {preset!r} (presets: {', '.join(EVAL_PRESETS)})")
+    if not preset:
+        return cfg
+    if preset not in EVAL_PRESETS:
+        raise ParamsError(f"{params} [evaluate]: unknown preset {preset!r} (presets: {', '.join(EVAL_PRESETS)})")
     return dataclasses.replace(cfg, **EVAL_PRESETS[preset])
 
 # %% ../nbs/12_evaluate.ipynb #be613bce
-def _pick(compare, names:list, where:str='evaluate.compare')->list[int]:
+def _pick(compare, names: list, where: str = 'evaluate.compare') -> list[int]:
     "Indices of the images to show: `compare` evenly spaced ones, or the named ones."
     if isinstance(compare, int):
         k = max(0, min(compare, len(names)))
         return sorted({round(i * (len(names) - 1) / max(k - 1, 1)) for i in range(k)})
     stems = [Path(n).stem for n in names]
     missing = [c for c in compare if Path(c).stem not in stems]
-    if missing: raise ParamsError(f"{where}: no image {missing[0]!r} (images: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''})")
+    if missing:
+        raise ParamsError(
+            f"{where}: no image {missing[0]!r} (images: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''})"
+        )
     return [stems.index(Path(c).stem) for c in compare]
 
-def table_text(cfg:EvalConfig, pairs:dict, test:dict, real:dict, imgs:dict, scale:int)->str:
+
+def table_text(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict, scale: int) -> str:
     "table.md: what was measured, the table, and why some metrics are missing."
     rows, cols, why = results_rows(test, real, cfg.metrics)
     (n, _, h, w), crop = pairs['lr'].shape, scale if cfg.crop_border is None else cfg.crop_border
     dev = get_device(cfg.device)
-    head = [f"# Results\n", f"Every method on the same inputs. Test set: {n} LR/HR pairs of `{Path(cfg.pairs, cfg.split)}` "
-            f"(LR {w}x{h} -> HR {w * scale}x{h * scale}, x{scale}); PSNR / SSIM on the BT.601 Y channel with {crop} px cropped at the "
-            f"border; SR images rounded to 8 bits before scoring."]
-    if real: head.append("Real-world sets, no ground truth, no-reference metrics only: " + ', '.join(f"{s} ({len(imgs[s])} images)" for s in real) + '.')
-    head.append(f"Best of each metric in **bold**, second <u>underlined</u>. Cost per image: NFE = network evaluations, Params = the "
-                f"network's parameters, GFLOPs/img = NFE x one forward pass at HR size, ms/img = measured on this machine "
-                f"({dev.type}, {torch.get_num_threads()} CPU thread(s), batches of {cfg.batch_size}); – = not applicable or unknown.\n")
+    head = [
+        f"# Results\n",
+        f"Every method on the same inputs. Test set: {n} LR/HR pairs of `{Path(cfg.pairs, cfg.split)}` "
+        f"(LR {w}x{h} -> HR {w * scale}x{h * scale}, x{scale}); PSNR / SSIM on the BT.601 Y channel with {crop} px "
+        "cropped at the "
+        f"border; SR images rounded to 8 bits before scoring.",
+    ]
+    if real:
+        head.append(
+            "Real-world sets, no ground truth, no-reference metrics only: "
+            + ', '.join(f"{s} ({len(imgs[s])} images)" for s in real)
+            + '.'
+        )
+    head.append(
+        "Best of each metric in **bold**, second <u>underlined</u>. Cost per image: NFE = network evaluations, "
+        "Params = the "
+        f"network's parameters, GFLOPs/img = NFE x one forward pass at HR size, ms/img = measured on this machine "
+        f"({dev.type}, {torch.get_num_threads()} CPU thread(s), batches of {cfg.batch_size}); "
+        "– = not applicable or unknown.\n"
+    )
     notes = ['', 'Unavailable metrics:', *[f"- `{k}`: {v}" for k, v in why.items()]] if why else []
     return '\n'.join(head) + '\n' + markdown_table(rows, cols) + '\n' + '\n'.join(notes) + '\n'
 
-def write_figures(cfg:EvalConfig, pairs:dict, test:dict, real:dict, imgs:dict, scale:int, out:Path):
+
+def write_figures(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict, scale: int, out: Path):
     "comparison.png for the test pairs, realworld/<set>.png for each real-world set, curves/<stage>.png."
     cm = cfg.compare_methods or list(test)
     rows, caps, titles = [], [], []
@@ -348,59 +204,103 @@ def write_figures(cfg:EvalConfig, pairs:dict, test:dict, real:dict, imgs:dict, s
         rows.append({'LR': lr_view(pairs['lr'][i], scale), **{m: test[m]['sr'][i] for m in cm}, 'HR': pairs['hr'][i]})
         caps.append({m: f"PSNR {test[m]['per_image']['psnr'][i]:.2f} dB" for m in cm if 'psnr' in test[m]['per_image']})
         titles.append(pairs['names'][i])
-    if rows: comparison_figure(rows, out/'comparison.png', cfg.zoom, titles, caps)
-    (out/'realworld').mkdir(parents=True, exist_ok=True); (out/'curves').mkdir(parents=True, exist_ok=True)
+    if rows:
+        comparison_figure(rows, out / 'comparison.png', cfg.zoom, titles, caps)
+    (out / 'realworld').mkdir(parents=True, exist_ok=True)
+    (out / 'curves').mkdir(parents=True, exist_ok=True)
     for s, res in real.items():
-        names = list(imgs[s]); pick = [names[i] for i in _pick(cfg.compare if isinstance(cfg.compare, int) else 3, names)]
+        names = list(imgs[s])
+        pick = [names[i] for i in _pick(cfg.compare if isinstance(cfg.compare, int) else 3, names)]
         grid = [{'LR': lr_view(imgs[s][k], scale), **{m: res[m]['sr'][k] for m in cm if m in res}} for k in pick]
-        if grid: comparison_figure(grid, out/'realworld'/f'{s}.png', cfg.zoom, pick)
-    plot_curves(cfg.curves, out/'curves')
+        if grid:
+            comparison_figure(grid, out / 'realworld' / f'{s}.png', cfg.zoom, pick)
+    plot_curves(cfg.curves, out / 'curves')
 
 # %% ../nbs/12_evaluate.ipynb #93f3487c
-def realworld_sets(spec:str|dict, # `EvalConfig.realworld`
-                   split:str='test', # the test set's name (reserved)
-                  )->dict: # set name -> folder
+def realworld_sets(
+    spec: str | dict,  # `EvalConfig.realworld`
+    split: str = 'test',  # the test set's name (reserved)
+) -> dict:  # set name -> folder
     "The real-world sets to evaluate."
     sets = {} if not spec else {Path(spec).name or 'realworld': spec} if isinstance(spec, str) else dict(spec)
-    if split in sets: raise ParamsError(f"evaluate.realworld: the name {split!r} is the test set's; choose another")
+    if split in sets:
+        raise ParamsError(f"evaluate.realworld: the name {split!r} is the test set's; choose another")
     return sets
 
-def run_evaluation(cfg:EvalConfig, # the `evaluate` config (preset applied)
-                   scale:int=4, # the SR factor
-                   out:str|Path='results/evaluate', # output folder
-                  )->dict: # the contents of metrics.json
+
+def split_timing(
+    summary: dict,  # from `metrics_summary`: {set: {method: {metric or cost: value}}}
+    keys: tuple = ('ms_per_image',),  # the entries measured on this machine
+) -> tuple[dict, dict]:  # (the summary without them: metrics.json, {set: {method: {key: value}}}: timing.json)
+    "Split what depends on the machine's speed from what a rerun reproduces."
+    keep = {s: {m: {k: v for k, v in r.items() if k not in keys} for m, r in ms.items()} for s, ms in summary.items()}
+    timing = {s: {m: {k: r[k] for k in keys if k in r} for m, r in ms.items()} for s, ms in summary.items()}
+    return keep, timing
+
+
+def run_evaluation(
+    cfg: EvalConfig,  # the `evaluate` config (preset applied)
+    scale: int = 4,  # the SR factor
+    out: str | Path = 'results/evaluate',  # output folder
+) -> dict:  # the contents of metrics.json
     "Evaluate every method of `cfg` on the test pairs and the real-world sets; write the report."
     out, specs = Path(out), {**cfg.methods, **{n: {'kind': 'folder', 'folder': f} for n, f in cfg.external.items()}}
-    if set(cfg.methods) & set(cfg.external): raise ParamsError(f"evaluate.external: {sorted(set(cfg.methods) & set(cfg.external))[0]!r} is also a key of evaluate.methods")
+    if set(cfg.methods) & set(cfg.external):
+        raise ParamsError(
+            f"evaluate.external: {sorted(set(cfg.methods) & set(cfg.external))[0]!r} is also a key of evaluate.methods"
+        )
     missing = [m for m in cfg.compare_methods if m not in specs]
-    if missing: raise ParamsError(f"evaluate.compare_methods: {missing[0]!r} is not a method (methods: {', '.join(specs)})")
+    if missing:
+        raise ParamsError(f"evaluate.compare_methods: {missing[0]!r} is not a method (methods: {', '.join(specs)})")
     pairs = load_pairs(cfg.pairs, cfg.split, scale)
-    _pick(cfg.compare, pairs['names']); zoom_box((3, 100, 100), cfg.zoom)
+    _pick(cfg.compare, pairs['names'])
+    zoom_box((3, 100, 100), cfg.zoom)
     imgs = {s: load_images(f) for s, f in realworld_sets(cfg.realworld, cfg.split).items()}
     methods = build_methods(specs, MethodContext(scale, cfg.device, cfg.seed, cfg.batch_size, cfg.tile, cfg.overlap))
-    metrics = build_metrics(cfg.metrics, cfg.weights, cfg.device, scale if cfg.crop_border is None else cfg.crop_border, cfg.offline, cfg.hub_dir)
-    test = evaluate_methods(methods, pairs, metrics, out/'sr'/cfg.split, Path(cfg.pairs, cfg.split, 'hr'))
-    real = {s: evaluate_realworld(methods, im, metrics, out/'sr'/s) for s, im in imgs.items()}
-    summ = metrics_summary(test, real, cfg.metrics, cfg.split)
-    write_json(summ, out/'metrics.json')
-    atomic_write(out/'table.md', lambda tmp: Path(tmp).write_text(table_text(cfg, pairs, test, real, imgs, scale)))
-    write_per_image(out/'per_image.csv', {cfg.split: test, **real}, {cfg.split: pairs['names'], **{s: list(im) for s, im in imgs.items()}})
+    metrics = build_metrics(
+        cfg.metrics,
+        cfg.weights,
+        cfg.device,
+        scale if cfg.crop_border is None else cfg.crop_border,
+        cfg.offline,
+        cfg.hub_dir,
+    )
+    test = evaluate_methods(methods, pairs, metrics, out / 'sr' / cfg.split, Path(cfg.pairs, cfg.split, 'hr'))
+    real = {s: evaluate_realworld(methods, im, metrics, out / 'sr' / s) for s, im in imgs.items()}
+    summ, timing = split_timing(metrics_summary(test, real, cfg.metrics, cfg.split))
+    write_json(summ, out / 'metrics.json')
+    write_json(timing, out / 'timing.json')
+    atomic_write(out / 'table.md', lambda tmp: Path(tmp).write_text(table_text(cfg, pairs, test, real, imgs, scale)))
+    write_per_image(
+        out / 'per_image.csv',
+        {cfg.split: test, **real},
+        {cfg.split: pairs['names'], **{s: list(im) for s, im in imgs.items()}},
+    )
     write_figures(cfg, pairs, test, real, imgs, scale, out)
     return summ
 
 # %% ../nbs/12_evaluate.ipynb #68d1c714
-def evaluate(params:str='params.yaml', # the params file; reads its `evaluate` section, `degrade.scale` and `data.preset`
-             out:str='results/evaluate', # output folder
-            ):
+def evaluate(
+    params: str = 'params.yaml',  # the params file; reads its `evaluate` section, `degrade.scale` and `data.preset`
+    out: str = 'results/evaluate',  # output folder
+):
     "DVC stage `evaluate`: every method on the same test pairs (and real-world images): metrics, table, figures."
     cfg, scale = load_eval_config(params), load_section(params, 'degrade', DegradeConfig).scale
     s = run_evaluation(cfg, scale, out)
-    print(f"evaluate: {len(s[cfg.split])} methods on the {cfg.split} pairs" + ''.join(f", {len(v)} on {k}" for k, v in s.items() if k != cfg.split) +
-          f" -> {out}/ (table.md, metrics.json, per_image.csv, comparison.png); `onestepsr results` prints the table")
+    print(
+        f"evaluate: {len(s[cfg.split])} methods on the {cfg.split} pairs"
+        + ''.join(f", {len(v)} on {k}" for k, v in s.items() if k != cfg.split)
+        + f" -> {out}/ (table.md, metrics.json, per_image.csv, comparison.png); `onestepsr results` prints the table"
+    )
 
-def results(table:str='results/evaluate/table.md', # the table the `evaluate` stage wrote
-           )->int: # 0, or 1 when there is no table yet
+
+def results(
+    table: str = 'results/evaluate/table.md',  # the table the `evaluate` stage wrote
+) -> int:  # 0, or 1 when there is no table yet
     "Print the results table."
     p = Path(table)
-    if not p.is_file(): print(f"{p}: no results yet: run `make repro` (or `dvc repro evaluate`) first", file=sys.stderr); return 1
-    print(p.read_text(), end=''); return 0
+    if not p.is_file():
+        print(f"{p}: no results yet: run `make repro` (or `dvc repro evaluate`) first", file=sys.stderr)
+        return 1
+    print(p.read_text(), end='')
+    return 0

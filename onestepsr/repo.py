@@ -4,11 +4,11 @@
 
 # %% ../nbs/91_repo.ipynb #44b3979e
 from __future__ import annotations
-import filecmp, json, shutil, subprocess, sys, tempfile
+import ast, filecmp, json, re, shutil, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['readme_text', 'write_readme', 'export_drift']
+__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift']
 
 # %% ../nbs/91_repo.ipynb #73aeb414
 def readme_text(index:str|Path='nbs/index.ipynb' # the index notebook
@@ -21,25 +21,54 @@ def readme_text(index:str|Path='nbs/index.ipynb' # the index notebook
 
 def write_readme(root:str|Path='.'): # the repository root
     "Write `README.md` from `nbs/index.ipynb`."
-    root = Path(root); (root/'README.md').write_text(readme_text(root/'nbs/index.ipynb'))
+    root = Path(root)
+    (root/'README.md').write_text(readme_text(root/'nbs/index.ipynb'))
 
 # %% ../nbs/91_repo.ipynb #073d6ac7
-def _tree(d:Path)->dict: return {p.relative_to(d): p for p in sorted(d.rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
+def _wrapped_all(names:list)->str:
+    "`__all__ = [...]` wrapped at 120 columns, first line included."
+    tw = textwrap.TextWrapper(width=120, initial_indent='__all__ = ', subsequent_indent=' ' * 11, break_long_words=False)
+    return '\n'.join(tw.wrap(str(names)))
+
+def wrap_all(root:str|Path='.'): # the repository root
+    "Rewrap the generated `__all__` list of every module of the library to at most 120 columns."
+    for f in sorted(Path(root, 'onestepsr').rglob('*.py')):
+        text = f.read_text()
+        m = re.search(r"^__all__ = \[.*?\]$", text, re.S | re.M)
+        if m:
+            new = text[:m.start()] + _wrapped_all(ast.literal_eval(m.group(0)[len('__all__ = '):])) + text[m.end():]
+            if new != text:
+                f.write_text(new)
+
+# %% ../nbs/91_repo.ipynb #f6cf34ad
+def _tree(d:Path)->dict:
+    "Relative path -> path of every file under `d`, caches left out."
+    return {p.relative_to(d): p for p in sorted(d.rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
+
+def _differ(a:dict, b:dict)->list:
+    "The keys of two `_tree`s whose files are missing from one of them or differ."
+    same = lambda k: k in a and k in b and filecmp.cmp(a[k], b[k], shallow=False)
+    return [k for k in sorted(set(a) | set(b)) if not same(k)]
 
 def export_drift(root:str|Path='.', # the repository root
-                 bin_dir:str|Path|None=None, # folder with `nbdev_export` and `nbdev_clean` (default: next to this python)
+                 bin_dir:str|Path|None=None, # folder with `nbdev_export` and `nbdev_clean` (default: beside python)
                 )->list[str]: # files that exporting or cleaning would change, add or remove
     "Files that `nbdev_export` and `nbdev_clean` would change in the committed tree."
     root, bin_dir = Path(root).resolve(), Path(bin_dir or Path(sys.executable).parent)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name in ('nbs', 'onestepsr'): shutil.copytree(root/name, tmp/name, ignore=shutil.ignore_patterns('__pycache__', '.ipynb_checkpoints'))
+        skip = shutil.ignore_patterns('__pycache__', '.ipynb_checkpoints')
+        for name in ('nbs', 'onestepsr'):
+            shutil.copytree(root/name, tmp/name, ignore=skip)
         shutil.copy(root/'settings.ini', tmp/'settings.ini')
         for cmd in ('nbdev_export', 'nbdev_clean'):
             r = subprocess.run([str(bin_dir/cmd)], cwd=tmp, capture_output=True, text=True)
-            if r.returncode: raise RuntimeError(f'{cmd} failed in a copy of {root}:\n{r.stdout}\n{r.stderr}')
-        changed = []
-        for name in ('nbs', 'onestepsr'):
-            a, b = _tree(root/name), _tree(tmp/name)
-            changed += [f'{name}/{k}' for k in sorted(set(a) | set(b)) if k not in a or k not in b or not filecmp.cmp(a[k], b[k], shallow=False)]
-        return changed
+            if r.returncode:
+                raise RuntimeError(f'{cmd} failed in a copy of {root}:\n{r.stdout}\n{r.stderr}')
+        wrap_all(tmp)
+        return [f'{name}/{k}' for name in ('nbs', 'onestepsr') for k in _differ(_tree(root/name), _tree(tmp/name))]
+
+# %% ../nbs/91_repo.ipynb #6b333a13
+#| eval: false
+if __name__ == '__main__':
+    {'readme': write_readme, 'wrap': wrap_all}[sys.argv[1]]()

@@ -1,5 +1,5 @@
 "The `url` data source against a local HTTP server (127.0.0.1 only) that supports Range requests, and the stages from the CLI."
-import hashlib, http.server, io, subprocess, tarfile, threading, zipfile
+import hashlib, http.server, io, subprocess, tarfile, threading, urllib.error, zipfile
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
@@ -58,24 +58,26 @@ def test_url_source_prepares_a_split(server, tmp_path):
     cfg = DataConfig(source='url', url=server.url + 'hr.zip', sha256=_sha(arc), downloads=str(tmp_path/'dl'), min_size=32, test=1, val=1)
     with pytest.warns(UserWarning, match='broken.png'):
         m = prepare_images(cfg, tmp_path/'hr', progress=False)
-    assert m['counts'] == {'train': 3, 'val': 1, 'test': 1, 'skipped': 1}
+    assert m['counts'] == {'train': 3, 'val': 1, 'test': 1, 'skipped': 1}, m['counts']
     assert (tmp_path/'dl/hr.zip').read_bytes() == arc
-    assert sorted(p.name for p in (tmp_path/'hr').rglob('*.png')) == [f'HR__{i:04d}.png' for i in range(5)]
+    names = sorted(p.name for p in (tmp_path/'hr').rglob('*.png'))
+    assert names == [f'HR__{i:04d}.png' for i in range(5)], names
     # a second run neither downloads nor unpacks again
     n = len(server.requests)
     with pytest.warns(UserWarning, match='broken.png'): prepare_images(cfg, tmp_path/'hr', progress=False)
-    assert len(server.requests) == n
+    assert len(server.requests) == n, server.requests
 
 
 def test_download_resumes_with_range(server, tmp_path):
     arc = _zip(8); server.files['hr.zip'] = arc; server.cut_after = len(arc) // 3
-    with pytest.raises(Exception):
+    with pytest.raises(OSError, match=rf'download incomplete \({len(arc) // 3} of {len(arc)} bytes\); run again to resume'):
         download(server.url + 'hr.zip', tmp_path, _sha(arc), timeout=5, progress=False)
     part = tmp_path/'hr.zip.part'
-    assert part.exists() and 0 < part.stat().st_size < len(arc) and not (tmp_path/'hr.zip').exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['hr.zip.part']
     have = part.stat().st_size
+    assert have == len(arc) // 3, (have, len(arc))
     p = download(server.url + 'hr.zip', tmp_path, _sha(arc), timeout=5, progress=False)
-    assert server.requests == [None, f'bytes={have}-']      # the second request asked only for the rest
+    assert server.requests == [None, f'bytes={have}-'], server.requests   # the second request asked only for the rest
     assert p.read_bytes() == arc and not part.exists()
 
 
@@ -95,19 +97,24 @@ def test_download_rejects_a_bad_checksum(server, tmp_path):
 
 
 def test_download_missing_file_is_an_error(server, tmp_path):
-    with pytest.raises(Exception, match='404'): download(server.url + 'nope.zip', tmp_path, timeout=5, progress=False)
+    with pytest.raises(urllib.error.HTTPError, match='HTTP Error 404: Not Found'):
+        download(server.url + 'nope.zip', tmp_path, timeout=5, progress=False)
+    assert list(tmp_path.iterdir()) == []                  # nothing written for a missing file
 
 
 def test_unpack_tar_and_refuse_escaping_members(tmp_path):
     with tarfile.open(tmp_path/'a.tar.gz', 'w:gz') as t:
         for i in range(2):
             data = _png(i); info = tarfile.TarInfo(f'x/{i}.png'); info.size = len(data); t.addfile(info, io.BytesIO(data))
-    assert sorted(p.name for p in unpack(tmp_path/'a.tar.gz').rglob('*.png')) == ['0.png', '1.png']
+    names = sorted(p.name for p in unpack(tmp_path/'a.tar.gz').rglob('*.png'))
+    assert names == ['0.png', '1.png'], names
     with zipfile.ZipFile(tmp_path/'bad.zip', 'w') as z: z.writestr('../evil.png', _png(0))
-    with pytest.raises(ValueError, match='outside'): unpack(tmp_path/'bad.zip')
+    with pytest.raises(ValueError, match=r"member '\.\./evil\.png' would be written outside"):
+        unpack(tmp_path/'bad.zip')
     assert not (tmp_path/'evil.png').exists()
     (tmp_path/'c.zip').write_bytes(b'not an archive')
-    with pytest.raises(ValueError, match='not a zip or tar archive'): unpack(tmp_path/'c.zip')
+    with pytest.raises(ValueError, match='c.zip: not a zip or tar archive'):
+        unpack(tmp_path/'c.zip')
 
 
 def test_stages_from_the_cli(tmp_path, venv_bin):
@@ -116,11 +123,29 @@ def test_stages_from_the_cli(tmp_path, venv_bin):
     (tmp_path/'params.yaml').write_text(f"data:\n  source: folder\n  folder: {tmp_path/'src'}\n  min_size: 64\n  test: 1\n  val: 1\n"
                                         "degrade:\n  crop: 64\n  val_crops: 2\n  test_crops: 2\n")
     run = lambda *a: subprocess.run([str(venv_bin/'onestepsr'), *a], capture_output=True, text=True, cwd=tmp_path)
-    r = run('prepare', '--out', 'hr'); assert r.returncode == 0, r.stderr
-    r = run('degrade', '--hr', 'hr', '--out', 'pairs'); assert r.returncode == 0, r.stderr
-    assert len(list((tmp_path/'pairs/test/lr').glob('*.png'))) == 2
+    r = run('prepare', '--out', 'hr')
+    assert r.returncode == 0, r.stderr
+    r = run('degrade', '--hr', 'hr', '--out', 'pairs')
+    assert r.returncode == 0, r.stderr
+    lrs = sorted(p.name for p in (tmp_path/'pairs/test/lr').glob('*.png'))
+    assert len(lrs) == 2, lrs
     first = {p: p.read_bytes() for p in (tmp_path/'pairs').rglob('*.png')}
-    r = run('degrade', '--hr', 'hr', '--out', 'pairs'); assert r.returncode == 0, r.stderr
+    r = run('degrade', '--hr', 'hr', '--out', 'pairs')
+    assert r.returncode == 0, r.stderr
     assert first == {p: p.read_bytes() for p in (tmp_path/'pairs').rglob('*.png')}
     (tmp_path/'params.yaml').write_text("data:\n  source: folder\n  folder: nowhere\n")
-    r = run('prepare', '--out', 'hr2'); assert r.returncode != 0 and 'nowhere: image folder not found' in r.stderr
+    r = run('prepare', '--out', 'hr2')
+    assert r.returncode != 0 and 'nowhere: image folder not found' in r.stderr, (r.returncode, r.stderr)
+
+
+def test_cli_refuses_unknown_or_mistyped_sections(tmp_path, venv_bin):
+    "A misspelt top-level section, or a bad value in any section, stops a stage before it writes anything."
+    run = lambda *a: subprocess.run([str(venv_bin/'onestepsr'), *a], capture_output=True, text=True, cwd=tmp_path)
+    (tmp_path/'params.yaml').write_text("data:\n  source: bundled\nevalute:\n  split: test\n")
+    r = run('prepare', '--out', 'hr')
+    assert r.returncode != 0 and "unknown section 'evalute'" in r.stderr, (r.returncode, r.stderr)
+    assert not (tmp_path/'hr').exists()
+    (tmp_path/'params.yaml').write_text("data:\n  source: bundled\ndegrade:\n  crop: big\n")
+    r = run('prepare', '--out', 'hr')
+    assert r.returncode != 0 and "[degrade].crop: expected int, got 'big'" in r.stderr, (r.returncode, r.stderr)
+    assert not (tmp_path/'hr').exists()
