@@ -8,15 +8,31 @@ import dataclasses, sys
 from pathlib import Path
 from typing import Callable
 import torch
-from .core import ParamsError, atomic_write, get_device, load_params, load_section, read_image, register_section
+from onestepsr.core import (
+    ParamsError,
+    atomic_write,
+    get_device,
+    load_params,
+    load_section,
+    read_image,
+    register_section,
+)
 from .core import IMAGE_SUFFIXES, write_json, write_png
 from .degrade import DegradeConfig
 from .infer import load_pairs, score_images, score_pairs
 from .methods import MethodContext, build_methods, method_cost
 from .metrics import build_metrics, score_sets
 from .ops import quantize
-from .report import (comparison_figure, lr_view, markdown_table, metrics_summary, plot_curves, results_rows,
-                              write_per_image, zoom_box)
+from onestepsr.report import (
+    comparison_figure,
+    lr_view,
+    markdown_table,
+    metrics_summary,
+    plot_curves,
+    results_rows,
+    write_per_image,
+    zoom_box,
+)
 
 # %% auto #0
 __all__ = ['EVAL_PRESETS', 'evaluate_methods', 'load_images', 'evaluate_realworld', 'EvalConfig', 'load_eval_config',

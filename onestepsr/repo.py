@@ -27,7 +27,8 @@ def write_readme(root:str|Path='.'): # the repository root
 # %% ../nbs/91_repo.ipynb #073d6ac7
 def _wrapped_all(names:list)->str:
     "`__all__ = [...]` wrapped at 120 columns, first line included."
-    tw = textwrap.TextWrapper(width=120, initial_indent='__all__ = ', subsequent_indent=' ' * 11, break_long_words=False)
+    tw = textwrap.TextWrapper(width=120, initial_indent='__all__ = ', subsequent_indent=' ' * 11,
+                              break_long_words=False)
     return '\n'.join(tw.wrap(str(names)))
 
 def wrap_all(root:str|Path='.'): # the repository root
