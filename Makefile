@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # DVC stages call `onestepsr ...`: run them with the venv's commands first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test lab export clean-nbs readme
+.PHONY: install repro test lab export outputs clean-nbs readme
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,8 @@ export: install
 	$(BIN)/nbdev_clean
 	$(BIN)/python -m onestepsr.repo wrap
 	$(BIN)/python -m onestepsr.repo readme
+
+# for developers: run every notebook's fast cells and keep their outputs (figures, tables) in the committed notebooks
+outputs: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m onestepsr.repo outputs $(filter-out nbs/ablation.ipynb,$(wildcard nbs/*.ipynb))
+	$(BIN)/nbdev_clean

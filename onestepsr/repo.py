@@ -4,11 +4,11 @@
 
 # %% ../nbs/91_repo.ipynb #44b3979e
 from __future__ import annotations
-import ast, filecmp, json, re, shutil, subprocess, sys, tempfile, textwrap
+import ast, filecmp, json, os, re, shutil, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift']
+__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift', 'save_outputs']
 
 # %% ../nbs/91_repo.ipynb #73aeb414
 def readme_text(index:str|Path='nbs/index.ipynb' # the index notebook
@@ -69,7 +69,48 @@ def export_drift(root:str|Path='.', # the repository root
         wrap_all(tmp)
         return [f'{name}/{k}' for name in ('nbs', 'onestepsr') for k in _differ(_tree(root/name), _tree(tmp/name))]
 
+# %% ../nbs/91_repo.ipynb #a977a978
+def _small(out:dict, max_kb:int)->dict:
+    "An output, or a note in its place when it is larger than `max_kb` (a big figure bloats the repository)."
+    kb = len(json.dumps(out)) // 1024
+    if kb <= max_kb:
+        return out
+    note = f'[output of {kb} KB not kept in the committed notebook: run the notebook to see it]\n'
+    return {'output_type': 'stream', 'name': 'stdout', 'text': [note]}
+
+def save_outputs(path:str|Path, # a notebook
+                 skip_flags:tuple=('slow',), # cells carrying these flags are not run (and keep no output)
+                 max_kb:int=300, # larger outputs are replaced by a note
+                ):
+    "Run the notebook's fast cells and store their outputs in the notebook file; raise on the first failing cell."
+    from execnb.shell import CaptureShell
+    from nbdev.process import NBProcessor
+    path = Path(path).resolve()
+    nb = NBProcessor(path, process=True).nb
+    def skip(cell):
+        d = getattr(cell, 'directives_', {}) or {}
+        off = d.get('eval:', [''])[0].lower() == 'false'
+        return cell.cell_type != 'code' or off or bool(set(skip_flags) & d.keys())
+    shell, cwd = CaptureShell(path), os.getcwd()
+    os.chdir(path.parent)
+    try:
+        shell.run_cell("import matplotlib; matplotlib.rcParams.update({'figure.dpi': 60, 'savefig.dpi': 60})")
+        shell.run_all(nb, exc_stop=True, preproc=skip)
+    finally:
+        os.chdir(cwd)
+    raw = json.loads(path.read_text())
+    for c, done in zip(raw['cells'], nb.cells):
+        if c['cell_type'] == 'code':
+            c['outputs'] = [] if skip(done) else [_small(o, max_kb) for o in done.get('outputs', [])]
+            c['execution_count'] = None
+    path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + '\n')
+
 # %% ../nbs/91_repo.ipynb #6b333a13
 #| eval: false
 if __name__ == '__main__':
-    {'readme': write_readme, 'wrap': wrap_all}[sys.argv[1]]()
+    cmd = sys.argv[1]
+    if cmd == 'outputs':
+        for nb in sys.argv[2:]:
+            save_outputs(nb)
+    else:
+        {'readme': write_readme, 'wrap': wrap_all}[cmd]()
