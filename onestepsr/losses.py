@@ -15,7 +15,7 @@ from .schedules import ResShiftSchedule, VPSchedule
 __all__ = ['LOSSES', 'GAN_FORMS', 'ADVERSARIES', 'WEIGHTINGS', 'Batch', 'fill_outputs', 'distill', 'GANForm',
            'adversary', 'hr_d', 'hr_g', 'lr_d', 'lr_g', 'weight_none', 'weight_snr', 'weight_min_snr',
            'weight_resshift_snr', 'weight_edm', 'weight_minsnr', 'denoise_student', 'denoise_G', 'sinsr_inverse',
-           'sinsr_consistency', 'cycle']
+           'sinsr_consistency']
 
 # %% ../nbs/09_losses.ipynb #03d267ee
 @dataclasses.dataclass
@@ -35,14 +35,12 @@ def fill_outputs(nets:dict, # networks by role: 'student', 'G', ...
                  b:Batch, # the batch; missing outputs are computed and stored in it
                  schedule:ResShiftSchedule, # the student's schedule (its step T)
                  generator:torch.Generator|None=None, # for G's noise
-                 grad_to_student:bool=True, # let G's losses reach the student through y_hat
                 )->Batch: # `b` itself
     "Compute the student's one-step output and G's LR image when they are missing."
     if b.x0_student is None and 'student' in nets:
         b.x0_student = nets['student'](b.x_T, b.y, timesteps(schedule.T, b.x0))     # x_phi(x_s, y, s), s = T
     if b.y_hat is None and 'G' in nets and b.x0_student is not None:
-        x = b.x0_student if grad_to_student else b.x0_student.detach()
-        b.y_hat = nets['G'](x, generator=generator)                          # y_hat = G(concat(x_phi, eps'))
+        b.y_hat = nets['G'](b.x0_student, generator=generator)                          # y_hat = G(concat(x_phi, eps'))
     return b
 
 def _need(nets, b, schedule, field, generator=None):
@@ -286,17 +284,3 @@ def sinsr_consistency(nets:dict, # needs 'student'
         x_T_hat = nets['student'](b.x0, b.y, timesteps(0, b.x0))              # sg[f(x0, y, 0)]
     x0_hat = nets['student'](x_T_hat, b.y, timesteps(schedule.T, b.x0))        # f(x_T_hat, y, T)
     return F.mse_loss(x0_hat, b.x0)                                             # ||f(x_T_hat, y, T) - x0||^2
-
-# %% ../nbs/09_losses.ipynb #4eca0998
-@LOSSES.register('cycle')
-def cycle(nets:dict, # needs 'G' and 'student' unless b.y_hat is set
-          b:Batch, # uses lr, y_hat
-          schedule:ResShiftSchedule, # the student's schedule
-          norm:str='l1', # 'l1' or 'l2'
-          generator:torch.Generator|None=None, # for G's noise
-         )->torch.Tensor: # scalar
-    "Fig. 1's comparison of G's LR image with the LR input: L1 (or MSE)."
-    fn = {'l1': F.l1_loss, 'l2': F.mse_loss}
-    if norm not in fn:
-        raise ValueError(f"cycle: norm {norm!r}, expected 'l1' or 'l2'")
-    return fn[norm](_need(nets, b, schedule, 'y_hat', generator), b.lr)      # ||y_hat - y||
