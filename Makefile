@@ -33,7 +33,7 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 lab: install
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # for developers: regenerate the library and README from the notebooks, strip notebook noise
 export: install

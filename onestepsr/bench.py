@@ -4,7 +4,7 @@
 
 # %% ../nbs/92_bench.ipynb #3a51be3f
 from __future__ import annotations
-import os, platform, time
+import json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 import copy, dataclasses
@@ -16,9 +16,12 @@ from .nets.denoiser import Denoiser, load_denoiser
 from .nets.unet import UNet
 from .schedules import make_schedule
 from .train.distill import Distiller, build_nets, plan, sections
+from .upscale import Upsampler
+from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['BENCHES', 'machine', 'time_runs', 'bench', 'bench_degrade', 'bench_train', 'bench_infer']
+__all__ = ['BENCHES', 'machine', 'time_runs', 'bench', 'bench_degrade', 'bench_train', 'bench_infer', 'upscale_peak',
+           'bench_upscale']
 
 # %% ../nbs/92_bench.ipynb #b1c06ef6
 BENCHES = Registry('benchmark')
@@ -65,7 +68,7 @@ def _summary(res: dict) -> str:
 
 
 def bench(
-    name: str,  # the benchmark: one of BENCHES (degrade, train, infer)
+    name: Param('the benchmark: one of ' + ', '.join(BENCHES), str),  # the benchmark (a key of BENCHES)
     out: str = 'results/bench',  # folder of the JSON results
 ) -> dict:
     "Run benchmark `name` and write `out/name.json`."
@@ -214,3 +217,67 @@ def bench_infer(
         'device': str(dev),
         'threads': torch.get_num_threads(),
     }
+
+# %% ../nbs/92_bench.ipynb #fb633aa8
+def _upscale_models(params: str) -> tuple:
+    "(student, teacher) for the upscale benchmark, on the configured device."
+    P = load_params(params)
+    cfg = sections(P, 'distill', params)[0]
+    dev = get_device(cfg.device)
+    teacher = _bench_teacher(P, cfg.teacher, dev).eval()
+    student = load_denoiser(cfg.out, dev) if Path(cfg.out, 'model.safetensors').is_file() else copy.deepcopy(teacher)
+    return student, teacher
+
+
+def upscale_peak(params: str, full: int) -> dict:  # run in a child process by `bench_upscale`
+    "Upscale one full x full image on the CPU with the student at the default tiling; seconds and output size."
+    torch.set_num_threads(int(os.environ.get('BENCH_THREADS', '2')))
+    student = _upscale_models(params)[0].cpu()
+    img = torch.rand(3, full, full, generator=torch.Generator().manual_seed(0))
+    t = time.perf_counter()
+    out = Upsampler(student)(img)
+    return {'seconds': time.perf_counter() - t, 'output': list(out.shape)}
+
+
+def _peak(params: str, full: int) -> dict:
+    "Peak resident memory (GB) of `upscale_peak` in a fresh process."
+    code = f"import json; from onestepsr.bench import upscale_peak; print(json.dumps(upscale_peak({params!r}, {full})))"
+    env = {**os.environ, 'BENCH_THREADS': str(torch.get_num_threads()), 'CUDA_VISIBLE_DEVICES': ''}
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, check=True)
+    kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kilobytes on Linux
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), 'peak_rss_gb': kb / 2**20}
+
+
+def _mp_per_sec(up: Upsampler, img: torch.Tensor, rounds: int) -> tuple[float, torch.Tensor]:
+    "Output megapixels per second (fastest of `rounds`, after a warm-up) and the output."
+    out = up(img)
+    t = time_runs(lambda i: up(img), rounds, 0)['min_s']
+    return out[0].numel() / 1e6 / t, out
+
+
+@BENCHES.register('upscale')
+def bench_upscale(
+    params: str = 'params.yaml',  # the params file (its unet, schedule and distill sections)
+    lr_size: int = 240,  # LR side of the speed and seam image: 2 x 2 default tiles (128, overlap 16)
+    full: int = 1024,  # LR side of the memory run (output 4x larger); 0: skip it
+    rounds: int = 2,  # timed runs of each
+) -> dict:  # megapixels per second, seam error, tiling cost, peak memory
+    "Speed, seams, tiling cost and peak memory of `onestepsr upscale`."
+    student, teacher = _upscale_models(params)
+    img = torch.rand(3, lr_size, lr_size, generator=torch.Generator().manual_seed(0))
+    mps, tiled = _mp_per_sec(Upsampler(student), img, rounds)
+    whole_mps, whole = _mp_per_sec(Upsampler(student, tile=0), img, rounds)
+    T = teacher.schedule.T
+    teacher_mps = _mp_per_sec(Upsampler(teacher, steps=T), img[:, :128, :128], 1)[0]
+    res = {
+        'megapixels_per_sec': {'student_1': mps, f'teacher_{T}': teacher_mps},
+        'seam_mae': (tiled - whole).abs().mean().item(),
+        'tiling_cost': whole_mps / mps,
+        'tiling_cost_target': 1.5,
+        'lr_size': lr_size,
+        'device': str(next(student.parameters()).device),
+        'threads': torch.get_num_threads(),
+    }
+    if full:
+        res['memory'] = {**_peak(params, full), 'full': full, 'target_gb': 3.0}
+    return res

@@ -10,7 +10,7 @@ from fastcore.script import anno_parser
 import onestepsr
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SECTION_OWNERS', 'resolve', 'usage', 'check_params_file', 'main']
+__all__ = ['COMMANDS', 'SHORT', 'SECTION_OWNERS', 'resolve', 'usage', 'check_params_file', 'options', 'main']
 
 # %% ../nbs/90_cli.ipynb #65d4e8a5
 COMMANDS = {  # name -> ('module:function', one-line help)
@@ -38,7 +38,10 @@ COMMANDS = {  # name -> ('module:function', one-line help)
         'every method on the same test pairs (and real-world images): metrics, table, figures (results/evaluate)',
     ),
     'results': ('onestepsr.evaluate:results', 'print the results table (results/evaluate/table.md)'),
+    'upscale': ('onestepsr.upscale:upscale', 'upscale your own image files and folders with a trained model (PNG out)'),
 }
+
+SHORT = {'upscale': {'-o': '--out'}}  # per command: short option -> its long name
 
 SECTION_OWNERS = (  # the modules registering the sections of params.yaml (`onestepsr.core.SECTIONS`)
     'onestepsr.data',
@@ -89,6 +92,13 @@ def check_params_file(path: str):  # the params file a command is given
     check_params(load_params(path), str(path))
 
 # %% ../nbs/90_cli.ipynb #da0e18d4
+def options(argv: list[str]) -> list[str]:  # the command and its arguments
+    "A command's arguments with long options' hyphens made underscores and its short options made long."
+    short = SHORT.get(argv[0], {})
+    fix = lambda a: '--' + a[2:].split('=')[0].replace('-', '_') + a[2:][len(a[2:].split('=')[0]) :]
+    return [short.get(a, fix(a) if a.startswith('--') else a) for a in argv[1:]]
+
+# %% ../nbs/90_cli.ipynb #8bc52bc6
 def main(argv: list[str] | None = None):  # arguments (default: `sys.argv[1:]`)
     "Entry point of the `onestepsr` console command."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None):  # arguments (default: `sys.argv[1:]`)
         return 2
     args = {
         k: v
-        for k, v in vars(anno_parser(fn, f'onestepsr {argv[0]}').parse_args(argv[1:])).items()
+        for k, v in vars(anno_parser(fn, f'onestepsr {argv[0]}').parse_args(options(argv))).items()
         if k not in ('pdb', 'xtra')
     }  # anno_parser adds --pdb and --xtra
     if 'params' in args and Path(args['params']).is_file():
