@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # DVC stages call `onestepsr ...`: run them with the venv's commands first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test lab export outputs clean-nbs readme
+.PHONY: install repro test lab export outputs package-model clean-nbs readme
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ export: install
 outputs: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m onestepsr.repo outputs $(filter-out nbs/ablation.ipynb,$(wildcard nbs/*.ipynb))
 	$(BIN)/nbdev_clean
+
+# after the committed `make repro`: store its co-learning student (float16) as the package's default upscaling model
+package-model: install
+	$(BIN)/python -m onestepsr.repo package

@@ -25,6 +25,7 @@ setup(
     python_requires='>=' + cfg['min_python'],
     packages=find_packages(include=['onestepsr', 'onestepsr.*']),
     include_package_data=True,
+    package_data={'onestepsr': ['assets/*/*']},  # the packaged co-learning student (onestepsr.upscale.PACKAGED)
     install_requires=cfg['requirements'].split(),
     extras_require={'dev': cfg['dev_requirements'].split()},
     entry_points={'console_scripts': cfg['console_scripts'].split(),

@@ -8,7 +8,7 @@ import ast, filecmp, json, os, re, shutil, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift', 'save_outputs']
+__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift', 'save_outputs', 'package_model']
 
 # %% ../nbs/91_repo.ipynb #73aeb414
 def readme_text(index:str|Path='nbs/index.ipynb' # the index notebook
@@ -105,11 +105,34 @@ def save_outputs(path:str|Path, # a notebook
             c['execution_count'] = None
     path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + '\n')
 
+# %% ../nbs/91_repo.ipynb #eec325be
+def package_model(model:str|Path='models/student', # the trained student (`make repro`)
+                  pairs:str|Path='data/pairs', # the fixed test pairs, to score the stored copy
+                  out:str|Path|None=None, # where to write it (default: `onestepsr.upscale.PACKAGED`)
+                  commit:str|None=None, # the commit that trained it (default: `git rev-parse HEAD`)
+                 )->dict: # the provenance written into the packaged config
+    "Store `model` in float16 as the package's default model, with its commit and its test PSNR-Y before and after."
+    from onestepsr.infer import diffusion_upscaler, load_pairs, score_pairs
+    from onestepsr.nets.denoiser import load_denoiser, save_denoiser
+    from onestepsr.upscale import PACKAGED
+    out = Path(out or PACKAGED)
+    commit = commit or subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip()
+    m = load_denoiser(model)
+    P = load_pairs(pairs, 'test', 4)
+    score = lambda net: score_pairs(diffusion_upscaler(net, 'x0', 4), P)['mean']['psnr']
+    info = {'commit': commit, 'source': str(model), 'dtype': 'float16', 'test_psnr_y': {'float32': score(m)}}
+    save_denoiser(out, m.half(), {**m.extra, 'packaged': info})
+    info['test_psnr_y']['float16'] = score(load_denoiser(out).float())
+    save_denoiser(out, load_denoiser(out).half(), {**m.extra, 'packaged': info})
+    return info
+
 # %% ../nbs/91_repo.ipynb #6b333a13
 #| eval: false
 if __name__ == '__main__':
     cmd = sys.argv[1]
-    if cmd == 'outputs':
+    if cmd == 'package':
+        print(package_model())
+    elif cmd == 'outputs':
         for nb in sys.argv[2:]:
             save_outputs(nb)
     else:

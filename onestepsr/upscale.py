@@ -12,15 +12,16 @@ import torch.nn.functional as F
 from fastcore.script import Param
 from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors import SafetensorError
-from .core import IMAGE_SUFFIXES, Registry, atomic_write, get_device, img2model, model2img
+from .core import IMAGE_SUFFIXES, Registry, get_device, img2model, model2img
+from .imagefiles import read_planes, write_planes
 from .nets.denoiser import Denoiser, load_denoiser, save_denoiser
 from .ops import bicubic_up
 from .samplers import sample
 
 # %% auto #0
-__all__ = ['COLOR_FIXES', 'PRECISIONS', 'KINDS', 'pad_to', 'lr_multiple', 'window', 'blend_tiled', 'no_fix',
-           'adain_fix', 'low_pass', 'wavelet_fix', 'sampler_for', 'Upsampler', 'load_model', 'read_planes',
-           'write_planes', 'find_images', 'upscale']
+__all__ = ['COLOR_FIXES', 'PRECISIONS', 'PACKAGED', 'KINDS', 'pad_to', 'lr_multiple', 'window', 'blend_tiled', 'no_fix',
+           'adain_fix', 'low_pass', 'wavelet_fix', 'sampler_for', 'Upsampler', 'packaged_note', 'resolve_model',
+           'load_model', 'find_images', 'upscale']
 
 # %% ../nbs/13_upscale.ipynb #de095625
 def pad_to(
@@ -224,18 +225,48 @@ class Upsampler:
         return save_denoiser(folder, self.model, extra)
 
 # %% ../nbs/13_upscale.ipynb #6c95b727
+import onestepsr
+
+PACKAGED = Path(onestepsr.__file__).parent / 'assets' / 'student'  # the student the committed `make repro` trained
+
+
+def packaged_note(folder: Path = PACKAGED) -> str:  # the packaged model's folder
+    "What the packaged model is and where it came from (its config's `packaged` entry)."
+    from onestepsr.core import read_json
+
+    info = read_json(folder / 'config.json').get('extra', {}).get('packaged', {})
+    scores = ', '.join(f"{k} {v:.2f} dB" for k, v in info.get('test_psnr_y', {}).items())
+    return (f"the co-learning student shipped with the package (trained by `make repro` at commit "
+            f"{info.get('commit', '?')[:10]}; test PSNR-Y {scores or 'unknown'})")
+
+
+def resolve_model(
+    folder: str | Path,  # the model folder asked for
+    default: str = 'models/student',  # the folder `make repro` trains
+    packaged: Path = PACKAGED,  # what to use when `default` is asked for and absent
+) -> Path:  # the folder to load
+    "The model folder, falling back (and saying so) to the packaged student when the default one is absent."
+    f = Path(folder)
+    absent = not (f / 'model.safetensors').is_file()
+    if str(folder) == default and absent and (packaged / 'model.safetensors').is_file():
+        print(f"onestepsr: {f} not found (run `make repro` to train it): using {packaged_note(packaged)}",
+              file=sys.stderr)
+        return packaged
+    return f
+
+
 def load_model(
     folder: str | Path,  # a folder written by `save_denoiser`
     device: str | torch.device = 'cpu',  # where to put it
 ) -> Denoiser:
     "`load_denoiser` with clear errors: a missing folder, weights that are not safetensors (a pickle is never run)."
-    f = Path(folder)
+    f = resolve_model(folder)
     if not (f / 'model.safetensors').is_file():
         raise FileNotFoundError(
             f"{f}: no trained model here (model.safetensors); `make repro` trains models/student, or pass --model DIR"
         )
     try:
-        return load_denoiser(f, device)
+        return load_denoiser(f, device).float()
     except SafetensorError as e:
         raise ValueError(f"{f / 'model.safetensors'}: not a safetensors file ({e}); refusing to load it") from None
 
@@ -268,60 +299,6 @@ def _pil(up: Upsampler, im: Image.Image) -> Image.Image:  # any mode; L, LA, RGB
 
 
 KINDS = {torch.Tensor: _tensor, np.ndarray: _numpy, Image.Image: _pil}  # input type -> how to upscale it
-
-# %% ../nbs/13_upscale.ipynb #f96f5b09
-def _is16(im: Image.Image) -> bool:
-    "Whether an opened (not yet loaded) image has 16-bit samples."
-    return im.mode in ('I;16', 'I;16B', 'I') or any('16' in str(t.args) for t in im.tile or [])
-
-
-def _open(p: Path) -> np.ndarray:
-    "The planes of image file `p`: uint8 or uint16, H x W x C with C in 1..4."
-    with warnings.catch_warnings():
-        warnings.simplefilter('error', Image.DecompressionBombWarning)
-        with Image.open(p) as im:
-            if _is16(im) and im.mode in ('RGB', 'RGBA'):
-                import cv2  # Pillow would drop the low byte of 16-bit colour
-
-                a = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-                return a[..., [2, 1, 0, 3][: a.shape[2]]]
-            im = ImageOps.exif_transpose(im)
-            if im.mode == 'I':
-                return np.asarray(im).clip(0, 65535).astype(np.uint16)[..., None]
-            if im.mode not in ('L', 'LA', 'RGB', 'RGBA', 'I;16'):
-                im = im.convert('RGBA' if 'transparency' in im.info or im.mode.endswith('A') else 'RGB')
-            a = np.asarray(im)
-            a = a if a.ndim == 3 else a[..., None]
-            return a.astype(a.dtype.newbyteorder('='))
-
-
-def read_planes(path: str | Path) -> np.ndarray:  # an image file -> H x W x C uint8 or uint16, C in 1..4
-    "An image file's planes, or a `ValueError` naming the file."
-    p = Path(path)
-    try:
-        return _open(p)
-    except FileNotFoundError:
-        raise ValueError(f"{p}: file not found") from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{p}: not an image (format not recognised)") from None
-    except Exception as e:  # truncated, corrupt, decompression bomb, unreadable
-        raise ValueError(f"{p}: cannot be read ({type(e).__name__}: {e})") from None
-
-
-def _check(ok: bool, path):
-    "Raise where OpenCV reported a failed write."
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not write it")
-
-
-def write_planes(a: np.ndarray, path: str | Path) -> Path:  # H x W x C uint8 or uint16 planes; a .png path
-    "Write planes as a PNG (16-bit where the array is uint16), atomically."
-    if a.dtype == np.uint16 and a.shape[2] > 1:
-        import cv2
-
-        bgr = a[..., [2, 1, 0, 3][: a.shape[2]]]
-        return atomic_write(path, lambda tmp: _check(cv2.imwrite(tmp, bgr), path))
-    return atomic_write(path, lambda tmp: Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).save(tmp, 'PNG'))
 
 # %% ../nbs/13_upscale.ipynb #a9f89ccd
 def find_images(inputs: list) -> tuple[list, list]:  # files and folders -> ([(file, output name)], [errors])
