@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # DVC stages call `onestepsr ...`: run them with the venv's commands first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test lab export outputs package-model clean-nbs readme
+.PHONY: install repro test lab export outputs package-model upscale-figures clean-nbs readme
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,7 @@ outputs: install
 # after the committed `make repro`: store its co-learning student (float16) as the package's default upscaling model
 package-model: install
 	$(BIN)/python -m onestepsr.repo package
+
+# after `make repro`: the README's upscaling pictures (results/upscale/)
+upscale-figures: install
+	$(BIN)/python -m onestepsr.repo figures

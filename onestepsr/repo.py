@@ -8,7 +8,8 @@ import ast, filecmp, json, os, re, shutil, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift', 'save_outputs', 'package_model']
+__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift', 'save_outputs', 'package_model',
+           'upscale_figures']
 
 # %% ../nbs/91_repo.ipynb #73aeb414
 def readme_text(index:str|Path='nbs/index.ipynb' # the index notebook
@@ -126,12 +127,45 @@ def package_model(model:str|Path='models/student', # the trained student (`make 
     save_denoiser(out, load_denoiser(out).half(), {**m.extra, 'packaged': info})
     return info
 
+# %% ../nbs/91_repo.ipynb #f8ca7536
+def upscale_figures(model:str|Path='models/student', # the model folder (falls back to the packaged student)
+                    out:str|Path='results/upscale', # where the pictures go
+                    photo:str='chelsea', # a bundled photograph (`onestepsr.data.BUNDLED`)
+                    tile:int=32, # LR tile size of the tiled run
+                    overlap:int=8, # LR overlap of the tiled run
+                   )->dict: # what upscale.json holds
+    "The README's before/after and tiling pictures, from a bundled photo downscaled x4."
+    import numpy as np, torch
+    from onestepsr.core import write_json, write_png
+    from onestepsr.data import BUNDLED
+    from onestepsr.ops import bicubic_down, bicubic_up, quantize
+    from onestepsr.report import comparison_figure, lr_view
+    from onestepsr.upscale import Upsampler
+    out = Path(out)
+    a = np.asarray(BUNDLED[photo][0]())
+    hr = torch.from_numpy(a[: a.shape[0] // 16 * 16, : a.shape[1] // 16 * 16].copy()).permute(2, 0, 1).float() / 255
+    lr = quantize(bicubic_down(hr[None], 4))[0]
+    write_png(lr, out/f'{photo}_lr.png')
+    whole = Upsampler.from_pretrained(model, tile=0).upscale_rgb(lr)
+    tiled = Upsampler.from_pretrained(model, tile=tile, overlap=overlap).upscale_rgb(lr)
+    cols = {'LR (shown x4)': lr_view(lr, 4), 'bicubic': bicubic_up(lr, 4), 'model': whole, 'photograph': hr}
+    comparison_figure([cols], out/'before_after.png', row_titles=[f'{photo}, x4'])
+    diff = (tiled - whole).abs()
+    panels = {f'tiles of {tile} px': tiled, '|tiled - whole| x 20': (diff * 20).clamp(0, 1)}
+    comparison_figure([panels], out/'tiles.png')
+    res = {'photo': photo, 'lr_size': list(lr.shape[1:]), 'tile': tile, 'overlap': overlap, 'model': str(model),
+           'mean_abs_diff_tiled_vs_whole': float(diff.mean()), 'max_abs_diff_tiled_vs_whole': float(diff.max())}
+    write_json(res, out/'upscale.json')
+    return res
+
 # %% ../nbs/91_repo.ipynb #6b333a13
 #| eval: false
 if __name__ == '__main__':
     cmd = sys.argv[1]
     if cmd == 'package':
         print(package_model())
+    elif cmd == 'figures':
+        print(upscale_figures())
     elif cmd == 'outputs':
         for nb in sys.argv[2:]:
             save_outputs(nb)
