@@ -39,6 +39,7 @@ COMMANDS = {  # name -> ('module:function', one-line help)
     ),
     'results': ('onestepsr.evaluate:results', 'print the results table (results/evaluate/table.md)'),
     'upscale': ('onestepsr.upscale:upscale', 'upscale your own image files and folders with a trained model (PNG out)'),
+    'demo': ('onestepsr.demo:demo', 'a local web page (127.0.0.1) to upscale an image and compare it with a slider'),
 }
 
 SHORT = {'upscale': {'-o': '--out'}}  # per command: short option -> its long name
