@@ -70,8 +70,17 @@ def test_bad_inputs(folder):
     assert rc == 1 and 'notes.png: not an image' in out and '1 failed' in out, (rc, out)
     rc, out = _cli(folder / 'in', '-o', folder / 'in', '--model', folder / 'student', '--overwrite', cwd=folder)
     assert rc == 1 and 'is an input' in out, (rc, out)
-    rc, out = _cli(folder / 'in', '-o', folder / 'out', cwd=folder)  # default model: models/student is absent here
-    assert rc == 2 and 'models/student: no trained model here' in out, (rc, out)
+    rc, out = _cli(folder / 'in', '-o', folder / 'out2', cwd=folder)  # models/student is absent here: the packaged one
+    assert rc == 1 and 'using the co-learning student shipped with the package' in out, (rc, out)  # 1: the corrupt file
+    assert sorted(p.name for p in (folder / 'out2').rglob('*.png')) == ['deep.png', 'gray.png', 'rgba.png', 'rot.png']
+
+
+def test_the_package_ships_a_default_model():
+    from onestepsr.nets.denoiser import load_denoiser
+    from onestepsr.upscale import PACKAGED
+    info = load_denoiser(PACKAGED).extra['packaged']
+    assert len(info['commit']) == 40 and info['dtype'] == 'float16', info
+    assert abs(info['test_psnr_y']['float16'] - info['test_psnr_y']['float32']) < 0.05, info
 
 
 def test_round_trip_and_pickle(tmp_path):
