@@ -39,7 +39,6 @@ lab: install
 export: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
-	$(BIN)/python -m onestepsr.repo wrap
 	$(BIN)/python -m onestepsr.repo readme
 
 # for developers: run every notebook's fast cells and keep their outputs (figures, tables) in the committed notebooks

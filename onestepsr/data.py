@@ -13,9 +13,9 @@ from .core import (IMAGE_SUFFIXES, ImageReadError, ParamsError, Registry, clear_
                             read_image, read_json, register_section, sha256sum, write_json, write_png)
 
 # %% auto #0
-__all__ = ['SOURCES', 'BUNDLED', 'PRESETS', 'Item', 'bundled_source', 'folder_items', 'folder_source', 'download',
-           'unpack', 'url_source', 'DataConfig', 'split_names', 'prepare_images', 'prepare', 'load_split',
-           'random_crops', 'train_loader']
+__all__ = ['SOURCES', 'BUNDLED', 'PRESETS', 'Item', 'bundled_source', 'folder_items', 'folder_source', 'download', 'unpack',
+           'url_source', 'DataConfig', 'split_names', 'prepare_images', 'prepare', 'load_split', 'random_crops',
+           'train_loader']
 
 # %% ../nbs/01_data.ipynb #b55681cc
 @dataclasses.dataclass

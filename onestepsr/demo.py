@@ -13,8 +13,8 @@ from PIL import Image
 from .upscale import COLOR_FIXES, Upsampler
 
 # %% auto #0
-__all__ = ['DEFAULT_MODELS', 'TILES', 'THEME', 'find_models', 'load', 'steps_for', 'run', 'compare', 'upscale_fn',
-           'build_demo', 'check_host', 'serve', 'demo']
+__all__ = ['DEFAULT_MODELS', 'TILES', 'THEME', 'find_models', 'load', 'steps_for', 'run', 'compare', 'upscale_fn', 'build_demo',
+           'check_host', 'serve', 'demo']
 
 # %% ../nbs/94_demo.ipynb #9fecbeaf
 DEFAULT_MODELS = ('models/student', 'models/sinsr', 'models/teacher')  # offered where they hold weights

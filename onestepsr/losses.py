@@ -12,10 +12,9 @@ from .ops import randn_like
 from .schedules import ResShiftSchedule, VPSchedule
 
 # %% auto #0
-__all__ = ['LOSSES', 'GAN_FORMS', 'ADVERSARIES', 'WEIGHTINGS', 'Batch', 'fill_outputs', 'distill', 'GANForm',
-           'adversary', 'hr_d', 'hr_g', 'lr_d', 'lr_g', 'weight_none', 'weight_snr', 'weight_min_snr',
-           'weight_resshift_snr', 'weight_edm', 'weight_minsnr', 'denoise_student', 'denoise_G', 'sinsr_inverse',
-           'sinsr_consistency']
+__all__ = ['LOSSES', 'GAN_FORMS', 'ADVERSARIES', 'WEIGHTINGS', 'Batch', 'fill_outputs', 'distill', 'GANForm', 'adversary', 'hr_d',
+           'hr_g', 'lr_d', 'lr_g', 'weight_none', 'weight_snr', 'weight_min_snr', 'weight_resshift_snr', 'weight_edm',
+           'weight_minsnr', 'denoise_student', 'denoise_G', 'sinsr_inverse', 'sinsr_consistency']
 
 # %% ../nbs/09_losses.ipynb #03d267ee
 @dataclasses.dataclass

@@ -13,8 +13,8 @@ from .infer import bicubic_upscaler, diffusion_upscaler
 from .samplers import SAMPLERS
 
 # %% auto #0
-__all__ = ['METHOD_KINDS', 'Method', 'MethodContext', 'bicubic_method', 'diffusion_method', 'read_outputs',
-           'folder_method', 'build_methods', 'method_cost']
+__all__ = ['METHOD_KINDS', 'Method', 'MethodContext', 'bicubic_method', 'diffusion_method', 'read_outputs', 'folder_method',
+           'build_methods', 'method_cost']
 
 # %% ../nbs/12a_methods.ipynb #23a69e69
 @dataclasses.dataclass

@@ -4,12 +4,11 @@
 
 # %% ../nbs/91_repo.ipynb #44b3979e
 from __future__ import annotations
-import ast, filecmp, json, os, re, shutil, subprocess, sys, tempfile, textwrap
+import filecmp, json, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['readme_text', 'write_readme', 'wrap_all', 'export_drift', 'save_outputs', 'package_model',
-           'upscale_figures']
+__all__ = ['readme_text', 'write_readme', 'export_drift', 'save_outputs', 'package_model', 'upscale_figures']
 
 # %% ../nbs/91_repo.ipynb #73aeb414
 def readme_text(index:str|Path='nbs/index.ipynb' # the index notebook
@@ -25,24 +24,7 @@ def write_readme(root:str|Path='.'): # the repository root
     root = Path(root)
     (root/'README.md').write_text(readme_text(root/'nbs/index.ipynb'))
 
-# %% ../nbs/91_repo.ipynb #073d6ac7
-def _wrapped_all(names:list)->str:
-    "`__all__ = [...]` wrapped at 120 columns, first line included."
-    tw = textwrap.TextWrapper(width=120, initial_indent='__all__ = ', subsequent_indent=' ' * 11,
-                              break_long_words=False)
-    return '\n'.join(tw.wrap(str(names)))
-
-def wrap_all(root:str|Path='.'): # the repository root
-    "Rewrap the generated `__all__` list of every module of the library to at most 120 columns."
-    for f in sorted(Path(root, 'onestepsr').rglob('*.py')):
-        text = f.read_text()
-        m = re.search(r"^__all__ = \[.*?\]$", text, re.S | re.M)
-        if m:
-            new = text[:m.start()] + _wrapped_all(ast.literal_eval(m.group(0)[len('__all__ = '):])) + text[m.end():]
-            if new != text:
-                f.write_text(new)
-
-# %% ../nbs/91_repo.ipynb #f6cf34ad
+# %% ../nbs/91_repo.ipynb #a2fc8e82
 def _tree(d:Path)->dict:
     "Relative path -> path of every file under `d`, caches left out."
     return {p.relative_to(d): p for p in sorted(d.rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
@@ -67,7 +49,6 @@ def export_drift(root:str|Path='.', # the repository root
             r = subprocess.run([str(bin_dir/cmd)], cwd=tmp, capture_output=True, text=True)
             if r.returncode:
                 raise RuntimeError(f'{cmd} failed in a copy of {root}:\n{r.stdout}\n{r.stderr}')
-        wrap_all(tmp)
         return [f'{name}/{k}' for name in ('nbs', 'onestepsr') for k in _differ(_tree(root/name), _tree(tmp/name))]
 
 # %% ../nbs/91_repo.ipynb #a977a978
@@ -170,4 +151,4 @@ if __name__ == '__main__':
         for nb in sys.argv[2:]:
             save_outputs(nb)
     else:
-        {'readme': write_readme, 'wrap': wrap_all}[cmd]()
+        {'readme': write_readme}[cmd]()

@@ -9,8 +9,8 @@ from .core import Registry
 from .ops import randn_like
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'sample_ddim', 'timesteps', 'ddim_step', 'sinsr_inverse_step', 'sample_ancestral',
-           'sample_deterministic', 'sample_x0', 'sample', 'Trajectory']
+__all__ = ['SAMPLERS', 'sample_ddim', 'timesteps', 'ddim_step', 'sinsr_inverse_step', 'sample_ancestral', 'sample_deterministic',
+           'sample_x0', 'sample', 'Trajectory']
 
 # %% ../nbs/05_samplers.ipynb #6e28d423
 def timesteps(step:int, # the timestep, 1..T

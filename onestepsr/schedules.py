@@ -11,8 +11,8 @@ from fastcore.basics import patch
 from .core import ParamsError, Registry, load_params, register_section, typed
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'resshift_sqrt_eta', 'ResShiftSchedule', 'vp_betas', 'VPSchedule', 'linear_schedule',
-           'cosine_schedule', 'make_schedule', 'load_schedule']
+__all__ = ['SCHEDULES', 'resshift_sqrt_eta', 'ResShiftSchedule', 'vp_betas', 'VPSchedule', 'linear_schedule', 'cosine_schedule',
+           'make_schedule', 'load_schedule']
 
 # %% ../nbs/03_schedules.ipynb #284a6960
 def _at(table:torch.Tensor, # float64 coefficients, index 0..T

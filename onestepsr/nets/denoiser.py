@@ -11,8 +11,7 @@ from ..schedules import make_schedule
 from .unet import UNet
 
 # %% auto #0
-__all__ = ['PRECONDS', 'resshift_precond', 'residual_precond', 'Denoiser', 'build_denoiser', 'save_denoiser',
-           'load_denoiser']
+__all__ = ['PRECONDS', 'resshift_precond', 'residual_precond', 'Denoiser', 'build_denoiser', 'save_denoiser', 'load_denoiser']
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #ba7053cd
 PRECONDS = Registry('preconditioning')

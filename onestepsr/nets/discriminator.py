@@ -13,8 +13,8 @@ from ..core import Registry, register_section
 from ..ops import randn_like
 
 # %% auto #0
-__all__ = ['AUGMENTS', 'FEATURES', 'aug_color', 'aug_translation', 'aug_cutout', 'diff_augment', 'circular_pad',
-           'BatchNormLocal', 'DiscHead', 'TeacherEncoder', 'CNNFeatures', 'ViTFeatures', 'DiscConfig', 'Discriminator',
+__all__ = ['AUGMENTS', 'FEATURES', 'aug_color', 'aug_translation', 'aug_cutout', 'diff_augment', 'circular_pad', 'BatchNormLocal',
+           'DiscHead', 'TeacherEncoder', 'CNNFeatures', 'ViTFeatures', 'DiscConfig', 'Discriminator',
            'build_discriminator', 'DiscParams', 'build_discriminators']
 
 # %% ../../nbs/07_nets.discriminator.ipynb #303ee8e0

@@ -31,9 +31,9 @@ from ..samplers import sample
 from .loop import BatchReuse, LiveLogger, model_pair, train_loop
 
 # %% auto #0
-__all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'plan', 'generator_terms', 'make_batch',
-           'train_step', 'DistillConfig', 'loss_options', 'build_nets', 'sections', 'Distiller', 'train_student',
-           'test_scores', 'save_outputs', 'distill']
+__all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'plan', 'generator_terms', 'make_batch', 'train_step',
+           'DistillConfig', 'loss_options', 'build_nets', 'sections', 'Distiller', 'train_student', 'test_scores',
+           'save_outputs', 'distill']
 
 # %% ../../nbs/10_train.distill.ipynb #ed1ee5c8
 RECIPES = Registry('recipe')

@@ -19,8 +19,8 @@ from ..schedules import load_schedule
 from .loop import EMA, LiveLogger, lr_factor, model_pair, train_loop
 
 # %% auto #0
-__all__ = ['T_SAMPLERS', 'TIMING', 'TeacherConfig', 'UniformSampler', 'LossAwareSampler', 'teacher_loss',
-           'evaluate_teacher', 'measure_sigma_data', 'TeacherStep', 'train_teacher', 'teacher']
+__all__ = ['T_SAMPLERS', 'TIMING', 'TeacherConfig', 'UniformSampler', 'LossAwareSampler', 'teacher_loss', 'evaluate_teacher',
+           'measure_sigma_data', 'TeacherStep', 'train_teacher', 'teacher']
 
 # %% ../../nbs/06_train.teacher.ipynb #fb1c409d
 @dataclasses.dataclass
