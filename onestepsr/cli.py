@@ -38,11 +38,15 @@ COMMANDS = {  # name -> ('module:function', one-line help)
         'every method on the same test pairs (and real-world images): metrics, table, figures (results/evaluate)',
     ),
     'results': ('onestepsr.evaluate:results', 'print the results table (results/evaluate/table.md)'),
+    'import': (
+        'onestepsr.published:import_model',
+        'a published ResShift / SinSR .pth (and its VQ-f4 autoencoder) as a safetensors checkpoint (models/NAME)',
+    ),
     'upscale': ('onestepsr.upscale:upscale', 'upscale your own image files and folders with a trained model (PNG out)'),
     'demo': ('onestepsr.demo:demo', 'a local web page (127.0.0.1) to upscale an image and compare it with a slider'),
 }
 
-SHORT = {'upscale': {'-o': '--out'}}  # per command: short option -> its long name
+SHORT = {'upscale': {'-o': '--out'}, 'import': {'-o': '--out'}}  # per command: short option -> its long name
 
 SECTION_OWNERS = (  # the modules registering the sections of params.yaml (`onestepsr.core.SECTIONS`)
     'onestepsr.data',

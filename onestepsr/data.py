@@ -14,8 +14,8 @@ from .core import (IMAGE_SUFFIXES, ImageReadError, ParamsError, Registry, clear_
 
 # %% auto #0
 __all__ = ['SOURCES', 'BUNDLED', 'PRESETS', 'Item', 'bundled_source', 'folder_items', 'folder_source', 'download', 'unpack',
-           'url_source', 'DataConfig', 'split_names', 'prepare_images', 'prepare', 'load_split', 'random_crops',
-           'train_loader']
+           'url_source', 'DataConfig', 'split_names', 'refuse_overlap', 'prepare_images', 'prepare', 'load_split',
+           'random_crops', 'train_loader']
 
 # %% ../nbs/01_data.ipynb #b55681cc
 @dataclasses.dataclass
@@ -183,7 +183,9 @@ class DataConfig:
     sha256: str|list[str] = '' # the archive(s)' sha256 (source 'url'); '' warns and prints it
     downloads: str = 'data/downloads' # where archives are downloaded and unpacked
     preset: str|None = None # a key of `PRESETS` ('faces'), overriding val, test and resize
-    test: int|float|list[str] = 2 # held-out test images: a count, a fraction, or names
+    test: int|float|list[str] = 2 # held-out test images: a count, a fraction, or names (0 with `test_url`)
+    test_url: str|list[str] = '' # archive URL(s) whose images are the whole test set, kept apart (e.g. DIV2K valid)
+    test_sha256: str|list[str] = '' # the test archive(s)' sha256
     val: int|float|list[str] = 1 # validation images: a count, a fraction, or names
     min_size: int = 256 # images whose shorter side is smaller are refused (by name, counted in the manifest)
     resize: int|None = None # resize (shorter side, then centre crop) to this square size; None keeps the image
@@ -279,6 +281,28 @@ def _write_split(split:dict, imgs:dict, origin:dict, out:Path)->dict:
             files[f'{k}/{n}.png'] = {'sha256': sha256sum(p), 'width': w, 'height': h, 'origin': origin[n]}
     return files
 
+def _held_out(cfg:DataConfig, progress:bool)->tuple[dict, list, list]:
+    "The images of `cfg.test_url` (the whole test set), their items and the skipped ones; nothing without it."
+    if not cfg.test_url:
+        return {}, [], []
+    if cfg.test not in (0, []):
+        raise ParamsError(f"data.test: {cfg.test!r}, but the test set is the images of data.test_url: set test: 0")
+    items = url_source(dataclasses.replace(cfg, url=cfg.test_url, sha256=cfg.test_sha256))
+    imgs, skipped = _read_items(items, cfg, progress)
+    return imgs, items, skipped
+
+def refuse_overlap(train:dict, # name -> image of the training source
+                   test:dict, # name -> image of the held-out test source
+                  ):
+    "Refuse a test source that shares an image with the training source, by name or by pixels."
+    digest = lambda x: hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()
+    same = sorted(set(train) & set(test))
+    seen = {digest(x): n for n, x in train.items()} if test else {}
+    copies = sorted(f"{n} (= {seen[digest(x)]})" for n, x in test.items() if n not in train and digest(x) in seen)
+    if same or copies:
+        raise ValueError(f"data: the test source (test_url) overlaps the training source: "
+                         f"{', '.join((same + copies)[:6])}{' ...' if len(same + copies) > 6 else ''}")
+
 def prepare_images(cfg:DataConfig, # the `data` config
                    out:str|Path='data/hr', # output folder: {train,val,test}/NAME.png and manifest.json
                    progress:bool=True, # show a progress bar
@@ -290,9 +314,12 @@ def prepare_images(cfg:DataConfig, # the `data` config
         where = f" (folder {cfg.folder})" if cfg.source == 'folder' else ''
         raise ValueError(f"data: the {cfg.source!r} source holds no images{where}")
     imgs, skipped = _read_items(items, cfg, progress)
-    split = split_names(list(imgs), cfg.test, cfg.val, cfg.seed)
+    held, held_items, held_skipped = _held_out(cfg, progress)
+    refuse_overlap(imgs, held)
+    split = split_names(list(imgs) + list(held), sorted(held) if held else cfg.test, cfg.val, cfg.seed)
+    skipped += held_skipped
     clear_previous(out)
-    files = _write_split(split, imgs, {it.name: it.origin for it in items}, out)
+    files = _write_split(split, imgs | held, {it.name: it.origin for it in items + held_items}, out)
     counts = {k: len(v) for k, v in split.items()} | {'skipped': len(skipped)}
     manifest = {'source': cfg.source, 'config': dataclasses.asdict(cfg), 'counts': counts,
                 'split': split, 'files': files, 'skipped': skipped}

@@ -4,17 +4,18 @@
 
 # %% ../nbs/09b_infer.ipynb #0802b0aa
 from __future__ import annotations
-import time
+import functools, time
 from pathlib import Path
 from typing import Callable
 import torch
 from .core import img2model, model2img, read_image
 from .metrics import build_metrics, score
-from .ops import bicubic_up, quantize
+from .ops import bicubic_up, pad_to, quantize
 from .samplers import sample
 
 # %% auto #0
-__all__ = ['load_pairs', 'tiled', 'condition', 'bicubic_upscaler', 'diffusion_upscaler', 'score_images', 'score_pairs']
+__all__ = ['load_pairs', 'tiled', 'condition', 'bicubic_upscaler', 'super_resolve', 'diffusion_upscaler', 'score_images',
+           'score_pairs']
 
 # %% ../nbs/09b_infer.ipynb #9e698159
 def _check_pair(lr: torch.Tensor, hr: torch.Tensor, scale: int, where: Path):
@@ -78,9 +79,10 @@ def tiled(
 def condition(
     lr: torch.Tensor,  # B x 3 x h x w LR images in [0, 1]
     scale: int = 4,  # the SR factor
+    clamp: bool = True,  # clamp the upsampling to the image range (False for latent models, as ResShift does)
 ) -> torch.Tensor:  # y = bicubic_up(lr) in the models' [-1, 1], at HR size
     "ResShift's condition y: the bicubic upsampling of the LR image, in model space."
-    return img2model(bicubic_up(lr, scale))
+    return img2model(bicubic_up(lr, scale, clamp))
 
 
 def bicubic_upscaler(
@@ -88,6 +90,23 @@ def bicubic_upscaler(
 ) -> Callable:  # lr -> sr, in [0, 1]
     "The bicubic baseline."
     return lambda lr: bicubic_up(lr, scale)
+
+
+def super_resolve(
+    model,  # a `Denoiser` (pixel or latent)
+    lr: torch.Tensor,  # B x 3 x h x w LR images in [0, 1]
+    sampler: str = 'x0',  # a key of `SAMPLERS`
+    scale: int = 4,  # the SR factor
+    generator: torch.Generator | None = None,  # for the start noise (and the sampler's)
+) -> torch.Tensor:  # B x 3 x (scale h) x (scale w) in [0, 1] (not clamped)
+    "Run `sampler` on one batch in the model's space: encode y, sample, decode (the identity in pixel space)."
+    h, w = lr.shape[-2:]
+    x = pad_to(lr, model.lr_multiple(scale))  # ResShift pads with reflection
+    ae = model.autoencoder
+    y = ae.encode(condition(x, scale, clamp=not model.latent))  # bicubic_up(lr), in the model's space
+    net = functools.partial(model, cond=img2model(x)) if model.takes_lq else model
+    sr = model2img(ae.decode(sample(sampler, net, y, model.schedule, generator=generator)))
+    return sr[..., : h * scale, : w * scale]
 
 
 def diffusion_upscaler(
@@ -104,7 +123,7 @@ def diffusion_upscaler(
     def up(lr: torch.Tensor) -> torch.Tensor:
         p = next(model.parameters())
         g = torch.Generator(p.device).manual_seed(seed)
-        run = lambda x: model2img(sample(sampler, model, condition(x, scale), model.schedule, generator=g))
+        run = lambda x: super_resolve(model, x, sampler, scale, g)
         with torch.no_grad():
             chunks = [tiled(run, c.to(p.device, p.dtype), scale, tile, overlap) for c in lr.split(batch_size)]
         return torch.cat([c.float().cpu() for c in chunks])

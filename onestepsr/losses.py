@@ -28,6 +28,19 @@ class Batch:
     x0_student: torch.Tensor|None = None # the student's one-step output from x_T (with grad)
     y_hat: torch.Tensor|None = None # G's LR image from the student's output (with grad)
     logits: dict|None = None # None: each adversarial loss runs its discriminator; {}: one pass shared (`adversary`)
+    cond: torch.Tensor|None = None # the networks' condition when it is not y: the LR image (ResShift's lq)
+    decode: typing.Callable|None = None # latent -> pixels (a latent batch); None: pixel space
+    hr: torch.Tensor|None = None # the HR image in pixels (None: x0, pixel space)
+    up: torch.Tensor|None = None # bicubic_up(lr) in pixels (None: y, pixel space)
+    image: torch.Tensor|None = None # the student's output in pixels (decoded when latent)
+
+    def __post_init__(self):
+        self.hr = self.x0 if self.hr is None else self.hr
+        self.up = self.y if self.up is None else self.up
+
+    def net(self, model, x, t): # call a denoiser on this batch's y and condition
+        "`model(x, y, t)`, with the batch's condition when it has one."
+        return model(x, self.y, t) if self.cond is None else model(x, self.y, t, self.cond)
 
 # %% ../nbs/09_losses.ipynb #03a06516
 def fill_outputs(nets:dict, # networks by role: 'student', 'G', ...
@@ -35,11 +48,13 @@ def fill_outputs(nets:dict, # networks by role: 'student', 'G', ...
                  schedule:ResShiftSchedule, # the student's schedule (its step T)
                  generator:torch.Generator|None=None, # for G's noise
                 )->Batch: # `b` itself
-    "Compute the student's one-step output and G's LR image when they are missing."
+    "Compute the student's one-step output (and its pixels) and G's LR image when they are missing."
     if b.x0_student is None and 'student' in nets:
-        b.x0_student = nets['student'](b.x_T, b.y, timesteps(schedule.T, b.x0))     # x_phi(x_s, y, s), s = T
-    if b.y_hat is None and 'G' in nets and b.x0_student is not None:
-        b.y_hat = nets['G'](b.x0_student, generator=generator)                          # y_hat = G(concat(x_phi, eps'))
+        b.x0_student = b.net(nets['student'], b.x_T, timesteps(schedule.T, b.x0))     # x_phi(x_s, y, s), s = T
+    if b.image is None and b.x0_student is not None and ('G' in nets or 'D_H' in nets):
+        b.image = b.x0_student if b.decode is None else b.decode(b.x0_student)    # pixels of x_phi
+    if b.y_hat is None and 'G' in nets and b.image is not None:
+        b.y_hat = nets['G'](b.image, generator=generator)                          # y_hat = G(concat(x_phi, eps'))
     return b
 
 def _need(nets, b, schedule, field, generator=None):
@@ -85,7 +100,7 @@ GAN_FORMS['hinge'] = GANForm(
 
 # %% ../nbs/09_losses.ipynb #f0f694de
 ADVERSARIES = Registry('adversary')   # discriminator role -> the Batch fields it compares: (real, fake, condition)
-ADVERSARIES['D_H'] = ('x0', 'x0_student', 'y')
+ADVERSARIES['D_H'] = ('hr', 'image', 'up')      # pixels (the latents themselves in pixel space)
 ADVERSARIES['D_L'] = ('lr', 'y_hat', None)
 
 def _pair(D, real, fake, cond, generator):
@@ -239,12 +254,12 @@ def denoise_student(nets:dict, # needs 'student'
     "L_denoise of the student: weighted x0-prediction MSE at a random t on the real pair."
     t = _randint_t(b.x0.shape[0], schedule.T, b.x0, generator)
     x_t = schedule.q_sample(b.x0, b.y, t, randn_like(b.x0, generator))  # x0 + eta_t (y - x0) + kappa sqrt(eta_t) eps
-    x0_hat = nets['student'](x_t, b.y, t)
+    x0_hat = b.net(nets['student'], x_t, t)
     return _weighted_mse(x0_hat, b.x0, WEIGHTINGS[weighting](t, schedule, **wopts))  # w(t) ||x0 - x0_hat||^2
 
 @LOSSES.register('denoise_G')
 def denoise_G(nets:dict, # needs 'G'
-              b:Batch, # uses x0, lr
+              b:Batch, # uses hr (the HR image in pixels), lr
               schedule:ResShiftSchedule, # the student's schedule (unused: G has its own)
               weighting:str='none', # a key of `WEIGHTINGS`
               generator:torch.Generator|None=None, # for t and the noise
@@ -253,10 +268,10 @@ def denoise_G(nets:dict, # needs 'G'
     "L_denoise of the downsampler: weighted LR-prediction MSE at a random t on the real pair."
     G = nets['G']
     if not hasattr(G, 'denoise'):
-        return F.mse_loss(G(b.x0, generator=generator), b.lr)                  # ||y - G(x0)||^2, one step
+        return F.mse_loss(G(b.hr, generator=generator), b.lr)                  # ||y - G(x0)||^2, one step
     t = _randint_t(b.lr.shape[0], G.schedule.T, b.lr, generator)
-    y_t = G.q_sample(b.lr, b.x0, t, randn_like(b.lr, generator))  # y + eta_t (down(x0) - y) + kappa sqrt(eta_t) eps
-    y_hat = G.denoise(y_t, b.x0, t)
+    y_t = G.q_sample(b.lr, b.hr, t, randn_like(b.lr, generator))  # y + eta_t (down(x0) - y) + kappa sqrt(eta_t) eps
+    y_hat = G.denoise(y_t, b.hr, t)
     return _weighted_mse(y_hat, b.lr, WEIGHTINGS[weighting](t, G.schedule, **wopts))  # w(t) ||y - y_hat||^2
 
 # %% ../nbs/09_losses.ipynb #aee593d3
@@ -269,7 +284,7 @@ def sinsr_inverse(nets:dict, # needs 'student'
     "SinSR's inverse loss: the student at t = 0 maps the teacher's output back to x_T."
     if b.x0_teacher is None:
         raise ValueError("sinsr_inverse needs b.x0_teacher: run the teacher's deterministic sampler first")
-    x_T_hat = nets['student'](b.x0_teacher.detach(), b.y, timesteps(0, b.x0))  # f(x0_teacher, y, 0)
+    x_T_hat = b.net(nets['student'], b.x0_teacher.detach(), timesteps(0, b.x0))  # f(x0_teacher, y, 0)
     return F.mse_loss(x_T_hat, b.x_T)                                           # ||f(x0_teacher, y, 0) - x_T||^2
 
 @LOSSES.register('sinsr_consistency')
@@ -280,6 +295,6 @@ def sinsr_consistency(nets:dict, # needs 'student'
                      )->torch.Tensor: # scalar
     "SinSR's consistency-preserving loss: the one-step map of the inverted ground truth returns the ground truth."
     with torch.no_grad():
-        x_T_hat = nets['student'](b.x0, b.y, timesteps(0, b.x0))              # sg[f(x0, y, 0)]
-    x0_hat = nets['student'](x_T_hat, b.y, timesteps(schedule.T, b.x0))        # f(x_T_hat, y, T)
+        x_T_hat = b.net(nets['student'], b.x0, timesteps(0, b.x0))            # sg[f(x0, y, 0)]
+    x0_hat = b.net(nets['student'], x_T_hat, timesteps(schedule.T, b.x0))      # f(x_T_hat, y, T)
     return F.mse_loss(x0_hat, b.x0)                                             # ||f(x_T_hat, y, T) - x0||^2

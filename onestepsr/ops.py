@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, torch, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['randn_like', 'bicubic_up', 'bicubic_down', 'quantize', 'check_hr', 'one_thread_per_op']
+__all__ = ['randn_like', 'bicubic_up', 'bicubic_down', 'quantize', 'check_hr', 'pad_to', 'one_thread_per_op']
 
 # %% ../nbs/00b_ops.ipynb #7ac9681e
 def randn_like(x:torch.Tensor, # the shape, dtype and device to match
@@ -21,10 +21,12 @@ def randn_like(x:torch.Tensor, # the shape, dtype and device to match
 # %% ../nbs/00b_ops.ipynb #b8fa4c29
 def bicubic_up(lr:torch.Tensor, # B x C x h x w (or C x h x w) in [0, 1]
                scale:int=4, # upsampling factor
-              )->torch.Tensor: # B x C x (h*scale) x (w*scale), clamped to [0, 1]
-    "Bicubic upsampling by `scale`, clamped to [0, 1]."
+               clamp:bool=True, # clamp to [0, 1] (False: keep the overshoot, as ResShift's latent models see it)
+              )->torch.Tensor: # B x C x (h*scale) x (w*scale)
+    "Bicubic upsampling by `scale`, clamped to [0, 1] unless `clamp` is False."
     x = lr[None] if lr.dim() == 3 else lr
-    y = F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False).clamp(0, 1)
+    y = F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)
+    y = y.clamp(0, 1) if clamp else y
     return y[0] if lr.dim() == 3 else y
 
 def bicubic_down(hr:torch.Tensor, # B x C x H x W
@@ -49,6 +51,19 @@ def check_hr(hr:torch.Tensor, # the HR batch to be downscaled
         raise ValueError(f"{who}: expected a B x 3 x H x W batch, got {tuple(hr.shape)}")
     if hr.shape[-1] % scale or hr.shape[-2] % scale:
         raise ValueError(f"{who}: HR size {tuple(hr.shape[-2:])} is not a multiple of the scale {scale}")
+
+# %% ../nbs/00b_ops.ipynb #e130d686
+def pad_to(
+    x: torch.Tensor,  # ... x h x w
+    multiple: int,  # pad h and w up to multiples of this
+) -> torch.Tensor:  # ... x (h + ph) x (w + pw), padded at the bottom and the right
+    "Reflect-pad an image to a multiple of `multiple` (replicate where the image is too small to reflect)."
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return x
+    mode = 'reflect' if ph < h and pw < w else 'replicate'
+    return F.pad(x[None] if x.ndim == 3 else x, (0, pw, 0, ph), mode=mode).reshape(*x.shape[:-2], h + ph, w + pw)
 
 # %% ../nbs/00b_ops.ipynb #9a1bd8bd
 @contextlib.contextmanager

@@ -5,21 +5,24 @@
 # %% ../nbs/93_testing.ipynb #88b48a5f
 from __future__ import annotations
 from pathlib import Path
+import json
 import torch, yaml
+from safetensors.torch import load_file
 from .core import write_png
-from .nets.denoiser import Denoiser, save_denoiser
+from .nets.denoiser import Denoiser, build_denoiser, save_denoiser
+from .published import published_config
 from .nets.unet import UNet
 from .schedules import ResShiftSchedule
 
 # %% auto #0
-__all__ = ['tiny_teacher', 'tiny_study', 'tiny_models']
+__all__ = ['tiny_teacher', 'reference_teacher', 'tiny_study', 'tiny_models']
 
 # %% ../nbs/93_testing.ipynb #5fe3f62e
-def _tiny_params() -> dict:
+def _tiny_params(latent: bool = False) -> dict:
     "Params of the miniature study: bicubic pairs, tiny networks, two iterations per recipe."
     run = {'iterations': 2, 'batch_size': 2, 'crop': 32, 'lr': 1e-3, 'device': 'cpu', 'log_every': 1}
     disc = {
-        'hr': {'features': 'teacher_encoder', 'hidden': 8, 'vbatch': 0},
+        'hr': {'features': 'cnn' if latent else 'teacher_encoder', 'hidden': 8, 'vbatch': 0, 'cnn_channels': [8, 16]},
         'lr': {'features': 'cnn', 'hidden': 8, 'cnn_channels': [8, 16]},
     }
     rows = {'distill': {'paths': ['distill']}, 'all_conv': {'paths': ['distill', 'hr', 'lr'], 'downsampler': 'conv'}}
@@ -47,11 +50,26 @@ def tiny_teacher(seed: int = 0) -> Denoiser:  # seed of the weights
     )
 
 
+def reference_teacher(
+    ref: str | Path,  # the folder of the ResShift reference files (the repository's tests/data/resshift)
+) -> Denoiser:
+    "The reference's small ResShift UNet and VQ-f4 autoencoder (random weights) as a 15-step latent teacher."
+    ref = Path(ref)
+    kw = lambda f: json.loads((ref / f).read_text())['kwargs']
+    ae = {'kind': 'vqf4', **kw('vq_small.json')}
+    cfg = dict(published_config('resshift'), unet=kw('unet_small.json'), autoencoder=ae)
+    model = build_denoiser(cfg)
+    model.net.load_state_dict(load_file(ref / 'unet_small.safetensors'))
+    model.autoencoder.load_state_dict(load_file(ref / 'vq_small.safetensors'))
+    return model.eval()
+
+
 def tiny_study(
     folder: str | Path,  # an empty folder to fill
     seed: int = 0,  # seed of the images and the teacher
+    latent: str | Path | None = None,  # the ResShift reference folder: its small latent model is the teacher
 ) -> Path:  # the params file written
-    "A complete miniature study: random HR images, fixed pairs, a tiny 4-step teacher and params for every recipe."
+    "A complete miniature study: random HR images, fixed pairs, a tiny teacher and params for every recipe."
     d, g = Path(folder), torch.Generator().manual_seed(seed)
     for i in range(2):
         write_png(torch.rand(3, 48, 48, generator=g), d / f'data/hr/train/img{i}.png')
@@ -59,8 +77,8 @@ def tiny_study(
         hr = torch.rand(3, 32, 32, generator=g)
         write_png(hr, d / f'data/pairs/test/hr/p{i}.png')
         write_png(torch.nn.functional.avg_pool2d(hr[None], 4)[0], d / f'data/pairs/test/lr/p{i}.png')
-    save_denoiser(d / 'models/teacher', tiny_teacher(seed))
-    (d / 'params.yaml').write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
+    save_denoiser(d / 'models/teacher', reference_teacher(latent) if latent else tiny_teacher(seed))
+    (d / 'params.yaml').write_text(yaml.safe_dump(_tiny_params(latent is not None), sort_keys=False))
     return d / 'params.yaml'
 
 # %% ../nbs/93_testing.ipynb #c359b366

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_upscale.ipynb #448f7fe4
 from __future__ import annotations
-import math, sys, warnings
+import functools, math, sys, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np, torch
@@ -14,35 +14,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors import SafetensorError
 from .core import IMAGE_SUFFIXES, Registry, get_device, img2model, model2img
 from .imagefiles import read_planes, write_planes
+from .infer import condition
 from .nets.denoiser import Denoiser, load_denoiser, save_denoiser
-from .ops import bicubic_up
+from .ops import bicubic_up, pad_to
 from .samplers import sample
 
 # %% auto #0
-__all__ = ['COLOR_FIXES', 'PRECISIONS', 'PACKAGED', 'KINDS', 'pad_to', 'lr_multiple', 'window', 'blend_tiled', 'no_fix',
-           'adain_fix', 'low_pass', 'wavelet_fix', 'sampler_for', 'Upsampler', 'packaged_note', 'resolve_model',
-           'load_model', 'find_images', 'upscale']
-
-# %% ../nbs/13_upscale.ipynb #de095625
-def pad_to(
-    x: torch.Tensor,  # ... x h x w
-    multiple: int,  # pad h and w up to multiples of this
-) -> torch.Tensor:  # ... x (h + ph) x (w + pw), padded at the bottom and the right
-    "Reflect-pad an image to a multiple of `multiple` (replicate where the image is too small to reflect)."
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
-        return x
-    mode = 'reflect' if ph < h and pw < w else 'replicate'
-    return F.pad(x[None] if x.ndim == 3 else x, (0, pw, 0, ph), mode=mode).reshape(*x.shape[:-2], h + ph, w + pw)
-
-
-def lr_multiple(
-    net_multiple: int,  # the network's `UNet.multiple` (HR pixels)
-    scale: int,  # the SR factor
-) -> int:  # LR pixels
-    "The LR multiple whose `scale`-times upsampling is a multiple of the network's."
-    return net_multiple // math.gcd(net_multiple, scale)
+__all__ = ['COLOR_FIXES', 'PRECISIONS', 'PACKAGED', 'KINDS', 'window', 'blend_tiled', 'no_fix', 'adain_fix', 'low_pass',
+           'wavelet_fix', 'sampler_for', 'Upsampler', 'packaged_note', 'resolve_model', 'load_model', 'find_images',
+           'upscale']
 
 # %% ../nbs/13_upscale.ipynb #97a23a7c
 def window(
@@ -174,15 +154,18 @@ class Upsampler:
         self.sampler, self.fix, self.seed = sampler_for(steps, model.schedule.T), COLOR_FIXES[color_fix], seed
 
     def _run(self, lr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:  # SR tiles in [0, 1]
-        "The sampler on LR tiles with their start noise."
-        p = next(self.model.parameters())
-        y = img2model(bicubic_up(lr, self.scale))
-        return model2img(sample(self.sampler, self.model, y, self.model.schedule, noise=noise.to(p.dtype)))
+        "The sampler on LR tiles with their start noise (a latent model takes every f-th pixel of it: still N(0, I))."
+        m, p = self.model, next(self.model.parameters())
+        ae = m.autoencoder
+        y = ae.encode(condition(lr, self.scale, clamp=not m.latent))
+        noise = noise[:, : y.shape[1], :: ae.factor, :: ae.factor] if m.latent else noise
+        net = functools.partial(m, cond=img2model(lr)) if m.takes_lq else m
+        return model2img(ae.decode(sample(self.sampler, net, y, m.schedule, noise=noise.to(p.dtype))))
 
     def upscale_rgb(self, rgb: torch.Tensor) -> torch.Tensor:  # 3 x h x w in [0, 1] -> 3 x sh x sw float32, CPU
         "Pad, tile, sample, colour-fix and crop one RGB image."
         p, s, (h, w) = next(self.model.parameters()), self.scale, rgb.shape[-2:]
-        x = pad_to(rgb[None].to(p.device, p.dtype), lr_multiple(self.model.net.multiple, s))
+        x = pad_to(rgb[None].to(p.device, p.dtype), self.model.lr_multiple(s))
         g = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(1, 3, x.shape[-2] * s, x.shape[-1] * s, generator=g).to(p.device)
         with torch.no_grad():

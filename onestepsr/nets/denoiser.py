@@ -4,14 +4,18 @@
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #aa520a00
 from __future__ import annotations
+import math
 from pathlib import Path
 import torch, torch.nn as nn
 from ..core import Registry, save_checkpoint, load_checkpoint
 from ..schedules import make_schedule
 from .unet import UNet
+from .swinunet import SwinUNet
+from .autoencoder import IdentityAutoencoder, build_autoencoder
 
 # %% auto #0
-__all__ = ['PRECONDS', 'resshift_precond', 'residual_precond', 'Denoiser', 'build_denoiser', 'save_denoiser', 'load_denoiser']
+__all__ = ['PRECONDS', 'NETS', 'resshift_precond', 'residual_precond', 'Denoiser', 'arch_of', 'build_denoiser', 'save_denoiser',
+           'load_denoiser', 'load_autoencoder_of']
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #ba7053cd
 PRECONDS = Registry('preconditioning')
@@ -35,13 +39,35 @@ def residual_precond(t, sched, sigma_data, like):
 # %% ../../nbs/04b_nets.denoiser.ipynb #2f4c5427
 class Denoiser(nn.Module):
     "`model(x_t, y, t)` -> x0_hat: a raw network wrapped with a preconditioning for a ResShift schedule."
-    def __init__(self, net:nn.Module, # the raw network F(input, t, cond), e.g. a `UNet`
+    def __init__(self, net:nn.Module, # the raw network F(input, t, cond): a `UNet` or a `SwinUNet`
                  schedule, # a `ResShiftSchedule`
                  precond:str='residual', # a key of `PRECONDS`
-                 sigma_data:float=0.25): # standard deviation of the residual x0 - y, in [-1, 1] units
+                 sigma_data:float=0.25, # standard deviation of the residual x0 - y, in [-1, 1] units
+                 autoencoder:nn.Module|None=None): # the space x_t lives in (`nets.autoencoder`); None: pixels
         super().__init__()
         self.net, self.schedule, self.precond, self.sigma_data = net, schedule, precond, float(sigma_data)
         self._pre = PRECONDS[precond]
+        self.autoencoder = (autoencoder or IdentityAutoencoder()).requires_grad_(False)  # frozen, never trained
+
+    @property
+    def latent(self)->bool: # x_t, y and x0_hat are latents of `autoencoder` (not pixels)
+        return self.autoencoder.config()['kind'] != 'identity'
+
+    @property
+    def takes_lq(self)->bool: # the network is conditioned on the LR image itself (ResShift's `lq`), not on y
+        return bool(getattr(self.net, 'kwargs', {}).get('cond_lq', False))
+
+    def lr_multiple(self, scale:int # the SR factor
+                   )->int: # LR sizes that are multiples of this make network-sized states
+        "The LR size multiple whose `scale`-times upsampling the network (after the autoencoder) takes whole."
+        m = self.net.multiple * self.autoencoder.factor  # HR pixels
+        return m // math.gcd(m, scale)
+
+    def _cond(self, y, cond):
+        "The network's condition: `cond` when given, else y (an `lq`-conditioned network needs `cond`)."
+        if cond is None and self.takes_lq:
+            raise ValueError("this network is conditioned on the LR image (ResShift's lq): pass cond=")
+        return y if cond is None else cond
 
     def scalings(self, x_t:torch.Tensor, # (B, C, H, W) state at step t
                  y:torch.Tensor, # (B, C, H, W) the centre's image (bicubic-upsampled LR image)
@@ -60,7 +86,7 @@ class Denoiser(nn.Module):
                )->torch.Tensor: # x0_hat (x_T_hat where t = 0)
         "Estimate x0 from x_t: $b + c_\\text{skip}(x_t - b) + c_\\text{out} F(c_\\text{in}(x_t - b), t, \\text{cond})$."
         t, b, c_in, c_skip, c_out = self.scalings(x_t, y, t)
-        return b + c_skip * (x_t - b) + c_out * self.net(c_in * (x_t - b), t, y if cond is None else cond)
+        return b + c_skip * (x_t - b) + c_out * self.net(c_in * (x_t - b), t, self._cond(y, cond))
 
     def encode(self, x_t:torch.Tensor, # (B, C, H, W) state at step t, [-1, 1]
                y:torch.Tensor, # (B, C, H, W) bicubic-upsampled LR image, [-1, 1]
@@ -69,29 +95,44 @@ class Denoiser(nn.Module):
               )->list: # the network's `encode` features
         "The network's encoder features on the preconditioned input $c_\\text{in}(x_t - b)$, as `forward` feeds it."
         t, b, c_in, _, _ = self.scalings(x_t, y, t)
-        return self.net.encode(c_in * (x_t - b), t, y if cond is None else cond)
+        return self.net.encode(c_in * (x_t - b), t, self._cond(y, cond))
 
     def config(self)->dict: # JSON-serialisable: how to rebuild this wrapper with `build_denoiser`
-        "The network's keyword arguments, the schedule's config, the preconditioning."
-        return dict(unet=dict(self.net.kwargs), schedule=self.schedule.config(), precond=self.precond,
-                    sigma_data=self.sigma_data)
+        "The network's keyword arguments (and kind unless `unet`), the schedule, the preconditioning, the space."
+        arch = {} if isinstance(self.net, UNet) else {'arch': arch_of(self.net)}
+        space = {'autoencoder': self.autoencoder.config()} if self.latent else {}
+        return dict(**arch, unet=dict(self.net.kwargs), schedule=self.schedule.config(), precond=self.precond,
+                    sigma_data=self.sigma_data, **space)
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #5cdeb865
+NETS = Registry('network')  # the raw networks a denoiser can wrap: config key `arch` (default 'unet')
+NETS['unet'], NETS['swinunet'] = UNet, SwinUNet
+
+def arch_of(net:nn.Module # a raw network
+           )->str: # its key in `NETS`
+    "The `NETS` key of a network's class."
+    found = [k for k, v in NETS.items() if type(net) is v]
+    if not found:
+        raise KeyError(f"{type(net).__name__} is not a registered network (NETS: {', '.join(NETS)})")
+    return found[0]
+
 def build_denoiser(config:dict # as returned by `Denoiser.config()`
                   )->Denoiser: # freshly initialised
-    "A `Denoiser` (with a new `UNet`) from its config."
+    "A `Denoiser` (with a new network of kind `arch`, and its autoencoder when latent) from its config."
     missing = [k for k in ('unet', 'schedule', 'precond') if k not in config]
     if missing:
         raise KeyError(f"denoiser config: missing key {missing[0]!r} (has {', '.join(config)})")
-    net, schedule = UNet(**config['unet']), make_schedule(**config['schedule'])
-    return Denoiser(net, schedule, config['precond'], config.get('sigma_data', 0.25))
+    net, schedule = NETS[config.get('arch', 'unet')](**config['unet']), make_schedule(**config['schedule'])
+    ae = build_autoencoder(config['autoencoder']) if 'autoencoder' in config else None
+    return Denoiser(net, schedule, config['precond'], config.get('sigma_data', 0.25), ae)
 
 def save_denoiser(folder:str|Path, # the checkpoint folder (created)
                   model:Denoiser, # the model to save
                   extra:dict|None=None, # more JSON to keep with it (under the key 'extra')
                  )->Path:
-    "Save a denoiser's weights (safetensors) and config (JSON)."
-    return save_checkpoint(folder, {'net': model.net}, {**model.config(), 'extra': extra or {}})
+    "Save a denoiser's weights (safetensors: the network, and a latent model's autoencoder) and config (JSON)."
+    parts = {'net': model.net, **({'autoencoder': model.autoencoder} if model.latent else {})}
+    return save_checkpoint(folder, parts, {**model.config(), 'extra': extra or {}})
 
 def load_denoiser(folder:str|Path, # a folder written by `save_denoiser`
                   device:str|torch.device='cpu', # where to put it
@@ -100,5 +141,18 @@ def load_denoiser(folder:str|Path, # a folder written by `save_denoiser`
     states, config = load_checkpoint(folder)
     model = build_denoiser(config)
     model.net.load_state_dict(states['net'])
+    if model.latent:
+        model.autoencoder.load_state_dict(states['autoencoder'])
     model.extra = config.get('extra', {})
     return model.to(device).eval()
+
+def load_autoencoder_of(folder:str|Path, # a denoiser checkpoint with an autoencoder (e.g. an imported models/resshift)
+                        device:str|torch.device='cpu', # where to put it
+                       )->nn.Module: # the frozen autoencoder, in eval mode
+    "The autoencoder of a latent model's checkpoint (for training another model in the same latent space)."
+    states, config = load_checkpoint(folder)
+    if 'autoencoder' not in config:
+        raise ValueError(f"{Path(folder, 'config.json')}: this model works in pixel space: it has no autoencoder")
+    ae = build_autoencoder(config['autoencoder'])
+    ae.load_state_dict(states['autoencoder'])
+    return ae.to(device).eval().requires_grad_(False)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10_train.distill.ipynb #c5c59919
 from __future__ import annotations
-import copy, dataclasses
+import copy, dataclasses, functools
 from pathlib import Path
 import torch, torch.nn as nn
 from onestepsr.core import (
@@ -100,16 +100,23 @@ def make_batch(
     generator: torch.Generator,  # for eps
     teacher_steps: bool = True,  # run the teacher's trajectory
 ) -> Batch:
-    "The batch of one iteration, in model space, with x_T and the teacher's output."
-    sched = nets['teacher'].schedule
-    x0, y = model_pair(batch, scale)
+    "The batch of one iteration, in model space (the teacher's latent, if it has one), with x_T and its output."
+    teacher = nets['teacher']
+    sched, ae = teacher.schedule, teacher.autoencoder
+    hr, up = model_pair(batch, scale, clamp=not teacher.latent)  # pixels in [-1, 1]
+    with torch.no_grad():
+        x0, y = ae.encode(hr), ae.encode(up)  # the latents (the images themselves in pixel space)
+    lr = img2model(batch['lr'])
+    cond = lr if teacher.takes_lq else None  # ResShift's network sees the LR image itself
     eps = randn_like(y, generator)
     x_T = sched.prior_sample(y, eps)  # x_T = y + kappa sqrt(eta_T) eps
     x0_t = None
     if teacher_steps:
         with torch.no_grad():
-            x0_t = sample('deterministic', nets['teacher'], y, sched, noise=eps)  # eq. 1, T steps from the same x_T
-    return Batch(x0=x0, lr=img2model(batch['lr']), y=y, x_T=x_T, x0_teacher=x0_t)
+            run = teacher if cond is None else functools.partial(teacher, cond=cond)
+            x0_t = sample('deterministic', run, y, sched, noise=eps)  # eq. 1, T steps from the same x_T
+    decode = ae.decode if teacher.latent else None
+    return Batch(x0=x0, lr=lr, y=y, x_T=x_T, x0_teacher=x0_t, cond=cond, decode=decode, hr=hr, up=up)
 
 # %% ../../nbs/10_train.distill.ipynb #cd3846f1
 def _params(opt) -> list:
@@ -198,6 +205,16 @@ def loss_options(cfg: DistillConfig) -> dict:  # the recipe config
     return {**gan, **den}
 
 
+def _check_features(teacher: Denoiser, c, role: str):
+    "Discriminators see pixels: in latent space the teacher's encoder (it takes latents) cannot be their features."
+    if teacher.latent and c.features == 'teacher_encoder':
+        section = {'D_H': 'hr', 'D_L': 'lr'}[role]
+        raise ParamsError(
+            f"[disc] {section}: features teacher_encoder runs the teacher on pixels, but this teacher works in the "
+            "latent space of its autoencoder: choose cnn or vit"
+        )
+
+
 def build_nets(
     teacher: Denoiser,  # the frozen teacher
     p: dict,  # from `plan`
@@ -207,7 +224,9 @@ def build_nets(
 ) -> dict:  # role -> module
     "The networks a plan trains: the student (a copy of the teacher), G, D_H, D_L."
     teacher.eval().requires_grad_(False)
-    nets = {'teacher': teacher, 'student': copy.deepcopy(teacher).train().requires_grad_(True)}
+    student = copy.deepcopy(teacher).train()
+    student.net.requires_grad_(True)  # the autoencoder stays frozen
+    nets = {'teacher': teacher, 'student': student}
     if 'G' in p:  # eps' ~ N(0, kappa^2 I)
         nets['G'] = build_downsampler(
             dataclasses.replace(downsampler or DownsamplerConfig(), scale=scale), teacher.schedule
@@ -215,6 +234,7 @@ def build_nets(
     disc = disc or DiscParams()
     for role, c in (('D_H', disc.hr), ('D_L', disc.lr)):
         if role in p:
+            _check_features(teacher, c, role)
             nets[role] = build_discriminator(c, teacher)
     return nets
 

@@ -11,17 +11,32 @@ import torch, torch.nn as nn
 from tqdm.auto import tqdm
 from ..core import img2model
 from ..infer import condition
+from ..nets.autoencoder import IdentityAutoencoder
 
 # %% auto #0
-__all__ = ['model_pair', 'BatchReuse', 'EMA', 'lr_factor', 'LiveLogger', 'train_loop']
+__all__ = ['model_pair', 'space_pair', 'BatchReuse', 'EMA', 'lr_factor', 'LiveLogger', 'train_loop']
 
 # %% ../../nbs/06a_train.loop.ipynb #16a93ec5
 def model_pair(
     batch: dict,  # {'hr': B x 3 x H x W, 'lr': B x 3 x H/s x W/s} in [0, 1]
     scale: int,  # the SR factor s
+    clamp: bool = True,  # clamp the upsampling to the image range (False for latent models, see `infer.condition`)
 ) -> tuple[torch.Tensor, torch.Tensor]:  # (x0, y) in [-1, 1] at HR size
     "The clean image and the bicubic-upsampled LR image, in the models' range."
-    return img2model(batch['hr']), condition(batch['lr'], scale)
+    return img2model(batch['hr']), condition(batch['lr'], scale, clamp)
+
+def space_pair(
+    autoencoder,  # the model's autoencoder (`Denoiser.autoencoder`); None or the identity: pixels
+    batch: dict,  # {'hr', 'lr'} in [0, 1]
+    scale: int,  # the SR factor
+) -> tuple[torch.Tensor, torch.Tensor]:  # (x0, y) in the model's space
+    "`model_pair` in a model's space: the latents of the two images for a latent model (no gradient)."
+    latent = autoencoder is not None and not isinstance(autoencoder, IdentityAutoencoder)
+    x0, y = model_pair(batch, scale, clamp=not latent)
+    if not latent:
+        return x0, y
+    with torch.no_grad():
+        return autoencoder.encode(x0), autoencoder.encode(y)
 
 # %% ../../nbs/06a_train.loop.ipynb #7ea8205f
 class BatchReuse:

@@ -13,10 +13,10 @@ from ..degrade import DegradeConfig, make_degradation
 from ..infer import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pairs
 from ..losses import WEIGHTINGS
 from ..metrics import build_metrics
-from ..nets.denoiser import Denoiser, save_denoiser
+from ..nets.denoiser import Denoiser, load_autoencoder_of, load_denoiser, save_denoiser
 from ..nets.unet import UNet, net_cost
 from ..schedules import load_schedule
-from .loop import EMA, LiveLogger, lr_factor, model_pair, train_loop
+from .loop import EMA, LiveLogger, lr_factor, model_pair, space_pair, train_loop
 
 # %% auto #0
 __all__ = ['T_SAMPLERS', 'TIMING', 'TeacherConfig', 'UniformSampler', 'LossAwareSampler', 'teacher_loss', 'evaluate_teacher',
@@ -41,6 +41,8 @@ class TeacherConfig:
     weighting: str = 'x0'  # a key of `onestepsr.losses.WEIGHTINGS`: 'x0' (uniform x0-MSE, ResShift), 'edm', 'minsnr'
     t_sampler: str = 'uniform'  # a key of `T_SAMPLERS`: 'uniform' (ResShift) or 'loss-aware' (importance sampling)
     sigma_data: float | None = None  # std of the residual x0 - y in [-1, 1]; None: measured on 8 training batches
+    imported: str = ''  # a folder from `onestepsr import` (e.g. models/resshift): the teacher, used untrained
+    autoencoder: str = ''  # a checkpoint with an autoencoder (e.g. models/resshift): train in its latent space
     val_every: int = 250  # steps between validation evaluations (0: none)
     log_every: int = 25  # steps between loss logs
     eval_batch: int = 16  # images per batch when sampling the evaluation pairs
@@ -148,11 +150,12 @@ def measure_sigma_data(
     loader,  # the training batches
     scale: int,  # SR factor
     batches: int = 8,  # how many batches to average over
+    autoencoder=None,  # measure in this autoencoder's latent space (None: pixels)
 ) -> float:  # std of x0 - y in [-1, 1], rounded to 3 decimals
     "The standard deviation of the residual x0 - y on training batches (for the `residual` preconditioning)."
     sq, n = 0.0, 0
     for _ in range(batches):
-        x0, y = model_pair(next(loader), scale)
+        x0, y = space_pair(autoencoder, next(loader), scale)
         sq += float(((x0 - y) ** 2).sum())
         n += x0.numel()
     return round(math.sqrt(sq / n), 3)
@@ -178,7 +181,8 @@ class TeacherStep:
         lr = cfg.lr * lr_factor(i, i / cfg.iterations, cfg.warmup, cfg.lr_final)
         for grp in self.opt.param_groups:
             grp['lr'] = lr
-        loss = teacher_loss(self.model, *model_pair(next(self.loader), self.scale), self.g, cfg.weighting, self.ts)
+        x0, y = space_pair(self.model.autoencoder, next(self.loader), self.scale)
+        loss = teacher_loss(self.model, x0, y, self.g, cfg.weighting, self.ts)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -220,12 +224,43 @@ def _teacher_results(
 ) -> tuple[dict, dict]:
     "metrics.json (the samplers and bicubic on the test pairs, the run, the network) and timing.json of the stage."
     test = evaluate_teacher(ema, load_pairs(pairs, 'test', scale), scale, seed=cfg.seed, batch=cfg.eval_batch)
-    cost = net_cost(ema.net, (1, 3, cfg.crop, cfg.crop))
+    f = ema.autoencoder.factor
+    cost = net_cost(ema.net, (1, ema.net.kwargs['in_channels'], cfg.crop // f, cfg.crop // f))
     net = dict(params=cost['params'], gflops_per_crop=round(cost['gflops'], 3))
     train = {k: v for k, v in facts.items() if k not in TIMING}
     scores = {m: {k: v for k, v in r.items() if k != 'sec_per_image'} for m, r in test.items()}
     timing = {**{k: facts[k] for k in TIMING}, 'test_sec_per_image': {m: r['sec_per_image'] for m, r in test.items()}}
     return dict(test=scores, train=train, net=net, sigma_data=sigma), timing
+
+
+def _imported(cfg: TeacherConfig, out: str, results: str, pairs: str, scale: int) -> tuple[Denoiser, dict, dict]:
+    "An imported teacher (`onestepsr import`): checked, copied to `out` untrained, scored on the test pairs."
+    model = load_denoiser(cfg.imported, get_device(cfg.device))
+    (Path(results) / 'live').mkdir(parents=True, exist_ok=True)  # no training log: the stage's output stays declared
+    test = evaluate_teacher(model, load_pairs(pairs, 'test', scale), scale, seed=cfg.seed, batch=cfg.eval_batch)
+    scores = {m: {k: v for k, v in r.items() if k != 'sec_per_image'} for m, r in test.items()}
+    n = sum(q.numel() for q in model.net.parameters())
+    m = dict(test=scores, train={'imported': cfg.imported, 'iterations': 0}, net=dict(params=n))
+    save_denoiser(out, model, {**model.extra, 'params': n, 'imported_from': cfg.imported})
+    return model, m, {'test_sec_per_image': {k: r['sec_per_image'] for k, r in test.items()}}
+
+
+def _trained(params: str, cfg: TeacherConfig, deg, hr: str, out: str, results: str, pairs: str):
+    "Train the teacher (in the latent space of `cfg.autoencoder` when set), save its EMA weights, score them."
+    schedule, unet = load_schedule(params), load_section(params, 'unet', UNet)
+    dev = get_device(cfg.device)
+    loader = train_loader(hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, cfg.workers, device=dev)
+    ae = load_autoencoder_of(cfg.autoencoder, dev) if cfg.autoencoder else None
+    sigma = cfg.sigma_data if cfg.sigma_data is not None else measure_sigma_data(loader, deg.scale, autoencoder=ae)
+    model = Denoiser(UNet(**unet), schedule, cfg.precond, sigma, ae).to(dev)
+    val = load_pairs(pairs, 'val', deg.scale) if (Path(pairs) / 'val' / 'lr').is_dir() else None
+    logger = LiveLogger(Path(results) / 'live')
+    ema, facts = train_teacher(model, loader, cfg, deg.scale, val, logger)
+    logger.close()
+    m, timing = _teacher_results(ema, cfg, facts, sigma, pairs, deg.scale)
+    extra = dict(m['train'], sigma_data=sigma, params=m['net']['params'], teacher=dataclasses.asdict(cfg))
+    save_denoiser(out, ema, extra)
+    return ema, m, timing
 
 
 def teacher(
@@ -235,23 +270,15 @@ def teacher(
     out: str = 'models/teacher',  # checkpoint folder (EMA weights + config)
     results: str = 'results/teacher',  # metrics.json, timing.json and the dvclive logs (live/)
 ):
-    "DVC stage `teacher`: train the ResShift teacher, save its EMA weights, evaluate it on the test pairs."
-    schedule, unet = load_schedule(params), load_section(params, 'unet', UNet)
+    "DVC stage `teacher`: train the ResShift teacher (or take an imported one), save it, evaluate it on the test pairs."
     deg, cfg = load_section(params, 'degrade', DegradeConfig), load_section(params, 'teacher', TeacherConfig)
     seed_everything(cfg.seed)
-    dev = get_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    loader = train_loader(hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, cfg.workers, device=dev)
-    sigma = cfg.sigma_data if cfg.sigma_data is not None else measure_sigma_data(loader, deg.scale)
-    model = Denoiser(UNet(**unet), schedule, cfg.precond, sigma).to(dev)
-    val = load_pairs(pairs, 'val', deg.scale) if (Path(pairs) / 'val' / 'lr').is_dir() else None
-    logger = LiveLogger(Path(results) / 'live')
-    ema, facts = train_teacher(model, loader, cfg, deg.scale, val, logger)
-    logger.close()
-    m, timing = _teacher_results(ema, cfg, facts, sigma, pairs, deg.scale)
-    extra = dict(m['train'], sigma_data=sigma, params=m['net']['params'], teacher=dataclasses.asdict(cfg))
-    save_denoiser(out, ema, extra)
+    if cfg.imported:
+        ema, m, timing = _imported(cfg, out, results, pairs, deg.scale)
+    else:
+        ema, m, timing = _trained(params, cfg, deg, hr, out, results, pairs)
     write_json(m, Path(results) / 'metrics.json')
     write_json(timing, Path(results) / 'timing.json')
     print(
