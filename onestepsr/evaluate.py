@@ -25,11 +25,14 @@ from .metrics import build_metrics, score_sets
 from .ops import quantize
 from onestepsr.report import (
     comparison_figure,
+    diff_rows,
+    interval_note,
     lr_view,
     markdown_table,
     metrics_summary,
     plot_curves,
     results_rows,
+    with_intervals,
     write_per_image,
     zoom_box,
 )
@@ -131,6 +134,7 @@ class EvalConfig:
     methods: dict[str, dict] = _field(_default_methods)  # row name -> {kind: a key of METHOD_KINDS, and its arguments}
     external: dict[str, str] = _field(dict)  # row name -> folder of another method's SR outputs for the same LR inputs
     metrics: list[str] = _field(lambda: ['psnr', 'ssim', 'lpips', 'clipiqa', 'musiq'])  # keys of `METRICS` (Table I's)
+    baseline: str = 'bicubic'  # the row every other is compared with, image by image ('': the first method)
     preset: str | None = (
         None  # a key of `EVAL_PRESETS` ('faces': Table II's metrics); None follows data.preset, '' none
     )
@@ -139,7 +143,7 @@ class EvalConfig:
     hub_dir: str | None = None  # torch hub dir holding the weight caches (None: torch's default)
     crop_border: int | None = None  # pixels cropped before PSNR / SSIM (None: the scale, as the papers)
     device: str = 'auto'  # 'auto' or a torch device
-    seed: int = 0  # seed of the start noise, the same for every method
+    seed: int = 0  # seed of the start noise, the same for every method, and of the bootstrap intervals
     batch_size: int = 8  # images per forward pass
     tile: int = 0  # LR tile size for large images (0: whole images at once)
     overlap: int = 8  # LR pixels shared by neighbouring tiles
@@ -183,6 +187,11 @@ def _pick(compare, names: list, where: str = 'evaluate.compare') -> list[int]:
     return [stems.index(Path(c).stem) for c in compare]
 
 
+def _baseline(cfg: EvalConfig) -> str:
+    "The row the others are compared with: `cfg.baseline`, or the first method."
+    return cfg.baseline or next(iter({**cfg.methods, **cfg.external}), '')
+
+
 def table_text(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict, scale: int) -> str:
     "table.md: what was measured, the table, and why some metrics are missing."
     rows, cols, why = results_rows(test, real, cfg.metrics)
@@ -206,10 +215,13 @@ def table_text(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict,
         "Params = the "
         f"network's parameters, GFLOPs/img = NFE x one forward pass at HR size, ms/img = measured on this machine "
         f"({dev.type}, {torch.get_num_threads()} CPU thread(s), batches of {cfg.batch_size}); "
-        "– = not applicable or unknown.\n"
+        "– = not applicable or unknown."
     )
+    head.append(interval_note(n, _baseline(cfg), cfg.seed) + '\n')
+    drows, dcols = diff_rows(test, real, cfg.metrics)
+    diffs = f"\nDifferences from `{_baseline(cfg)}`:\n\n{markdown_table(drows, dcols)}\n" if dcols else ''
     notes = ['', 'Unavailable metrics:', *[f"- `{k}`: {v}" for k, v in why.items()]] if why else []
-    return '\n'.join(head) + '\n' + markdown_table(rows, cols) + '\n' + '\n'.join(notes) + '\n'
+    return '\n'.join(head) + '\n' + markdown_table(rows, cols) + '\n' + diffs + '\n'.join(notes) + '\n'
 
 
 def write_figures(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict, scale: int, out: Path):
@@ -254,13 +266,8 @@ def split_timing(
     return keep, timing
 
 
-def run_evaluation(
-    cfg: EvalConfig,  # the `evaluate` config (preset applied)
-    scale: int = 4,  # the SR factor
-    out: str | Path = 'results/evaluate',  # output folder
-) -> dict:  # the contents of metrics.json
-    "Evaluate every method of `cfg` on the test pairs and the real-world sets; write the report."
-    out, specs = Path(out), {**cfg.methods, **{n: {'kind': 'folder', 'folder': f} for n, f in cfg.external.items()}}
+def _check_rows(cfg: EvalConfig, specs: dict):
+    "The rows that `compare_methods` and `baseline` name exist; `external` repeats no method."
     if set(cfg.methods) & set(cfg.external):
         raise ParamsError(
             f"evaluate.external: {sorted(set(cfg.methods) & set(cfg.external))[0]!r} is also a key of evaluate.methods"
@@ -268,6 +275,20 @@ def run_evaluation(
     missing = [m for m in cfg.compare_methods if m not in specs]
     if missing:
         raise ParamsError(f"evaluate.compare_methods: {missing[0]!r} is not a method (methods: {', '.join(specs)})")
+    if _baseline(cfg) not in specs:
+        raise ParamsError(
+            f"evaluate.baseline: {cfg.baseline!r} is not a method (methods: {', '.join(specs)}; '': the first)"
+        )
+
+
+def run_evaluation(
+    cfg: EvalConfig,  # the `evaluate` config (preset applied)
+    scale: int = 4,  # the SR factor
+    out: str | Path = 'results/evaluate',  # output folder
+) -> dict:  # the contents of metrics.json
+    "Evaluate every method of `cfg` on the test pairs and the real-world sets; write the report."
+    out, specs = Path(out), {**cfg.methods, **{n: {'kind': 'folder', 'folder': f} for n, f in cfg.external.items()}}
+    _check_rows(cfg, specs)
     pairs = load_pairs(cfg.pairs, cfg.split, scale)
     _pick(cfg.compare, pairs['names'])
     zoom_box((3, 100, 100), cfg.zoom)
@@ -282,7 +303,9 @@ def run_evaluation(
         cfg.hub_dir,
     )
     test = evaluate_methods(methods, pairs, metrics, out / 'sr' / cfg.split, Path(cfg.pairs, cfg.split, 'hr'))
+    test = with_intervals(test, _baseline(cfg), cfg.seed)
     real = {s: evaluate_realworld(methods, im, metrics, out / 'sr' / s) for s, im in imgs.items()}
+    real = {s: with_intervals(r, _baseline(cfg), cfg.seed) for s, r in real.items()}
     summ, timing = split_timing(metrics_summary(test, real, cfg.metrics, cfg.split))
     write_json(summ, out / 'metrics.json')
     write_json(timing, out / 'timing.json')

@@ -4,17 +4,78 @@
 
 # %% ../nbs/11b_report.ipynb #44b40838
 from __future__ import annotations
-import csv, math
+import csv, math, warnings
 from pathlib import Path
-import torch, torch.nn.functional as F
+import numpy as np, torch, torch.nn.functional as F
+from scipy.stats import bootstrap
 from .core import atomic_write, to_uint8
 from .metrics import METRICS
 
 # %% auto #0
-__all__ = ['LABELS', 'fmt', 'markdown_table', 'results_rows', 'metrics_summary', 'write_per_image', 'zoom_box',
+__all__ = ['CI_LEVEL', 'CI_RESAMPLES', 'CI_METHODS', 'SIGNIFICANCE', 'LABELS', 'bootstrap_ci', 'with_intervals', 'interval_note',
+           'fmt', 'markdown_table', 'results_rows', 'diff_rows', 'metrics_summary', 'write_per_image', 'zoom_box',
            'comparison_figure', 'lr_view', 'read_live', 'plot_curves']
 
 # %% ../nbs/11b_report.ipynb #c895b901
+CI_LEVEL, CI_RESAMPLES, CI_METHODS = 0.95, 10_000, ('BCa', 'percentile')  # the second if the first gives nan
+SIGNIFICANCE = {True: '*', False: 'n.s.', None: ''}   # the interval of a difference excludes 0, contains it, is none
+
+def _mean_diff(x, y, axis=-1): return np.mean(x - y, axis=axis)
+
+def bootstrap_ci(x:list, # per-image scores of one method
+                 y:list|None=None, # the baseline's scores of the same images: the interval of the mean of x - y
+                 seed:int=0, # seed of the resampling: the same seed, the same interval
+                 n_resamples:int=CI_RESAMPLES, # bootstrap resamples
+                )->tuple[float, float]|None: # (lo, hi); None for one image or an infinite score
+    "The 95% bootstrap interval (BCa) of the mean of `x`, or of the mean difference `x - y` resampled in pairs."
+    x = np.asarray(x, dtype=float)
+    d = x if y is None else x - np.asarray(y, dtype=float)
+    if len(d) < 2 or not np.isfinite(d).all(): return None
+    if np.ptp(d) == 0: return (float(d[0]), float(d[0]))                 # a constant: BCa's acceleration is 0/0
+    data, stat = ((x,), np.mean) if y is None else ((x, np.asarray(y, dtype=float)), _mean_diff)
+    for method in CI_METHODS:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')                              # scipy's DegenerateDataWarning: the fallback
+            r = bootstrap(data, stat, n_resamples=n_resamples, vectorized=True, paired=y is not None,
+                          confidence_level=CI_LEVEL, method=method, rng=np.random.default_rng(seed))
+        lo, hi = map(float, r.confidence_interval)
+        if math.isfinite(lo) and math.isfinite(hi): return lo, hi
+    return None
+
+# %% ../nbs/11b_report.ipynb #cb2ebd5b
+def _diff(x:list, y:list, seed:int)->dict: # a method's and the baseline's per-image scores
+    "The mean paired difference, its interval and whether the interval excludes 0."
+    ci = bootstrap_ci(x, y, seed)
+    return {'diff': float(np.mean(np.subtract(x, y))), 'ci95': ci,
+            'significant': None if ci is None else not ci[0] <= 0 <= ci[1]}
+
+def with_intervals(res:dict, # method -> result with 'per_image' (one set), from `evaluate.evaluate_methods`
+                   baseline:str|None=None, # the row the others are compared with (None: the first)
+                   seed:int=0, # seed of every resampling
+                  )->dict: # `res`, each result with 'ci95' and, but the baseline's, 'vs' (baseline) and 'diff'
+    "Each method's 95% interval of every per-image metric's mean, and its paired difference from the baseline."
+    base = next(iter(res), None) if baseline is None else baseline
+    b = res[base].get('per_image', {}) if base in res else None
+    out = {}
+    for m, r in res.items():
+        per = r.get('per_image', {})
+        keep = {k: v for k, v in r.items() if k not in ('vs', 'diff')}                 # from an earlier call
+        out[m] = {**keep, 'ci95': {k: bootstrap_ci(v, seed=seed) for k, v in per.items()}}
+        if b is not None and m != base:
+            out[m] |= {'vs': base, 'diff': {k: _diff(v, b[k], seed) for k, v in per.items() if k in b}}
+    return out
+
+def interval_note(n:int, # images per method
+                  baseline:str, # the row the others are compared with
+                  seed:int=0, # seed of the resampling
+                 )->str: # one sentence for under the table
+    "How the intervals were computed."
+    return (f"[lo, hi] = 95% {CI_METHODS[0]} bootstrap interval of the mean over the {n} images ({CI_RESAMPLES:,} "
+            f"resamples, seed {seed}); Δ = a method minus `{baseline}`, image by image, with a paired bootstrap "
+            f"interval (the same images resampled for both): {SIGNIFICANCE[True]} = the interval excludes 0, "
+            f"{SIGNIFICANCE[False]} = it contains 0; one image has no interval.")
+
+# %% ../nbs/11b_report.ipynb #2f57fd09
 LABELS = {'psnr': 'PSNR', 'ssim': 'SSIM', 'ms_ssim': 'MS-SSIM', 'psnr_rgb': 'PSNR-RGB', 'ssim_rgb': 'SSIM-RGB',
           'lpips': 'LPIPS', 'lpips_vgg': 'LPIPS-VGG', 'dists': 'DISTS', 'clipiqa': 'CLIPIQA', 'musiq': 'MUSIQ',
           'niqe': 'NIQE', 'fid': 'FID'}
@@ -26,34 +87,47 @@ def fmt(v)->str: # a number, a note (str) or None
     if isinstance(v, int): return f'{v:,}'
     return '∞' if math.isinf(v) else f'{v:.2f}' if abs(v) >= 10 else f'{v:.4f}'
 
-def markdown_table(rows:dict, # row label -> {column key: number, note (str) or None}
+def markdown_table(rows:dict, # row label -> {column key: number, (number, text after it), note (str) or None}
                    columns:list, # [(key, header, higher_better: True / False, or None for a column not ranked)]
                   )->str: # a markdown table
     "A markdown table; in each ranked column the best number in bold, the second underlined."
     lines = ['| Method | ' + ' | '.join(c[1] for c in columns) + ' |', '|---|' + '---:|' * len(columns)]
+    rows = {k: {c: v if isinstance(v, tuple) else (v, '') for c, v in r.items()} for k, r in rows.items()}
     num = lambda v: isinstance(v, (int, float)) and not math.isnan(v)
     value = lambda s: float(s.replace(',', '').replace('∞', 'inf'))
     rank = {}                                                  # ranked as shown: equal cells, equal marks
     for key, _, hb in columns:
-        shown = [fmt(v) for r in rows.values() if num(v := r.get(key))]
+        shown = [fmt(v) for r in rows.values() if num(v := r.get(key, (None,))[0])]
         if hb is not None and len(shown) > 1:
             rank[key] = sorted(set(shown), key=value, reverse=hb)[:2]
     for label, r in rows.items():
         cells = []
         for key, _, _ in columns:
-            s, best = fmt(r.get(key)), rank.get(key, []) if num(r.get(key)) else []
+            v, after = r.get(key, (None, ''))
+            s, best = fmt(v), rank.get(key, []) if num(v) else []
             if best and s == best[0]: s = f'**{s}**'
             elif len(best) > 1 and s == best[1]: s = f'<u>{s}</u>'
-            cells.append(s)
+            cells.append(f'{s} {after}' if after else s)
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/11b_report.ipynb #cb2ebd5b
+# %% ../nbs/11b_report.ipynb #c54182d1
 def _arrow(name:str)->str: return '↑' if METRICS[name].higher_better else '↓'
 
 def _count(n:int|None)->str|None: # a parameter count
     "118.6M, 12.1k, 0."
     return None if n is None else f'{n / 1e6:.1f}M' if n >= 1e6 else f'{n / 1e3:.1f}k' if n >= 1e3 else str(n)
+
+def _num(v:float, like:float, sign:bool=False)->str: # a number; shown with the decimals `fmt` gives `like`
+    return f"{v:{'+' if sign else ''}.{2 if abs(like) >= 10 else 4}f}"
+
+def _interval(ci:tuple|None, like:float)->str: # (lo, hi) or None; decimals as for `like`
+    return '' if ci is None else f'[{_num(ci[0], like)}, {_num(ci[1], like)}]'
+
+def _cell(r:dict, n:str): # one method's result, a metric
+    "The mean, or (mean, its interval)."
+    v, ci = r['mean'].get(n, 'unavailable'), r.get('ci95', {}).get(n)
+    return v if ci is None or isinstance(v, str) else (v, _interval(ci, v))
 
 def results_rows(test:dict, # method -> `evaluate_methods` result
                  real:dict, # real-world set -> method -> `evaluate_realworld` result
@@ -69,7 +143,7 @@ def results_rows(test:dict, # method -> `evaluate_methods` result
             cols.append((key, title, METRICS[n].higher_better))
             for meth in rows:
                 r = res.get(meth)
-                rows[meth][key] = None if r is None else r['mean'].get(n, 'unavailable')
+                rows[meth][key] = None if r is None else _cell(r, n)
                 if r is not None and n in r['unavailable']: why[n] = r['unavailable'][n]
     cols += [('nfe', 'NFE', None), ('params', 'Params', None), ('gflops', 'GFLOPs/img', None),
              ('ms_per_image', 'ms/img', None)]
@@ -77,19 +151,52 @@ def results_rows(test:dict, # method -> `evaluate_methods` result
         rows[meth].update(r['cost'], params=_count(r['cost'].get('params')))
     return rows, cols, why
 
-# %% ../nbs/11b_report.ipynb #2f57fd09
+# %% ../nbs/11b_report.ipynb #860b6a86
+def _diff_cell(e:dict|None, like:float)->str|None: # a `with_intervals` difference; decimals as for `like`
+    "'+0.30 [0.25, 0.35] *', or the difference alone without an interval."
+    if e is None: return None
+    return ' '.join(t for t in (_num(e['diff'], like, True), _interval(e['ci95'], like),
+                                SIGNIFICANCE[e['significant']]) if t)
+
+def diff_rows(test:dict, # method -> `with_intervals` result
+              real:dict, # real-world set -> method -> `with_intervals` result
+              names:list, # the metrics asked for, in order
+             )->tuple[dict, list]: # (rows, columns) for `markdown_table`; no rows without a baseline
+    "The second table: each method's paired difference from the baseline, per set and metric."
+    cols, rows = [], {m: {} for m, r in test.items() if 'vs' in r}
+    for set_name, res in [*real.items(), ('', test)]:
+        for n in [n for n in names if set_name == '' or METRICS[n].kind == 'NR']:
+            e = {m: d for m in rows if (d := res.get(m, {}).get('diff', {}).get(n))}
+            if not e: continue
+            key, like = f'{set_name}/{n}', res[res[next(iter(e))]['vs']]['mean'][n]     # the baseline's mean
+            cols.append((key, f"{set_name + ' ' if set_name else ''}Δ{LABELS.get(n, n)}{_arrow(n)}", None))
+            for m in rows: rows[m][key] = _diff_cell(e.get(m), like)
+    return rows, cols
+
+# %% ../nbs/11b_report.ipynb #eef00718
 def _finite(v): return str(v) if isinstance(v, float) and not math.isfinite(v) else v  # JSON has no inf / nan: 'inf'
+
+def _bounds(ci:tuple|None)->dict: return dict(zip(('lo', 'hi'), ci or (None, None)))  # JSON: null without one
+
+def _interval_entries(r:dict, # one method's result, from `with_intervals` (or without intervals)
+                      ms:list, # its metrics in metrics.json
+                     )->dict: # {'ci95': {metric: {lo, hi}}, 'diff_vs_<base>': {metric: {diff, lo, hi, significant}}}
+    "The intervals of one method's row of metrics.json; nothing for a result without them."
+    ci = {n: _bounds(r['ci95'][n]) for n in ms if n in r.get('ci95', {})}
+    diff = {n: {'diff': e['diff'], **_bounds(e['ci95']), 'significant': e['significant']}
+            for n in ms if (e := r.get('diff', {}).get(n))}
+    return ({'ci95': ci} if ci else {}) | ({f"diff_vs_{r['vs']}": diff} if diff else {})
 
 def metrics_summary(test:dict, # method -> `evaluate_methods` result
                     real:dict, # set -> method -> `evaluate_realworld` result
                     names:list, # the metrics asked for
                     split:str='test', # the name of the test set
-                   )->dict: # {set: {method: {metric: mean or 'unavailable', cost...}}}
+                   )->dict: # {set: {method: {metric: mean or 'unavailable', cost..., 'ci95', 'diff_vs_<baseline>'}}}
     "The contents of metrics.json."
     def one(r, nr_only):
         ms = [n for n in names if not nr_only or METRICS[n].kind == 'NR']
         cost = {k: _finite(v) for k, v in r.get('cost', {}).items() if v is not None}
-        return {n: _finite(r['mean'].get(n, 'unavailable')) for n in ms} | cost
+        return {n: _finite(r['mean'].get(n, 'unavailable')) for n in ms} | cost | _interval_entries(r, ms)
     out = {split: {m: one(r, False) for m, r in test.items()}}
     return out | {s: {m: one(r, True) for m, r in res.items()} for s, res in real.items()}
 

@@ -63,6 +63,12 @@ def test_shipped_params_evaluate_every_method(workdir):
     header = next(l for l in table.splitlines() if l.startswith('| Method'))
     assert header.split(' | ')[1:6] == ['PSNR↑', 'SSIM↑', 'LPIPS↓', 'CLIPIQA↑', 'MUSIQ↑']
     assert '- `lpips`: no weights' in table and '- `musiq`: no weights' in table
+    ci = m['test']['ours']['ci95']['psnr']                                  # 95% bootstrap intervals over the 3 images
+    assert ci['lo'] <= m['test']['ours']['psnr'] <= ci['hi'] and f"[{ci['lo']:.2f}, {ci['hi']:.2f}]" in table
+    d = m['test']['ours']['diff_vs_bicubic']['psnr']                        # paired difference from the baseline
+    assert d['lo'] <= d['diff'] <= d['hi'] and d['significant'] == (not d['lo'] <= 0 <= d['hi'])
+    assert 'diff_vs_bicubic' not in m['test']['bicubic'] and '| Method | ΔPSNR↑ | ΔSSIM↑ |' in table
+    assert '95% BCa bootstrap interval of the mean over the 3 images' in table
     assert (out/'comparison.png').stat().st_size > 0 and (out/'curves/distill.png').is_file()
     assert sorted(p.name for p in (out/'sr/test/ours').iterdir()) == ['im0.png', 'im1.png', 'im2.png']
     rows = (out/'per_image.csv').read_text().splitlines()
