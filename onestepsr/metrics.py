@@ -4,16 +4,16 @@
 
 # %% ../nbs/11_metrics.ipynb #d1d4ab28
 from __future__ import annotations
-import contextlib, dataclasses, importlib, os, shutil, tempfile, warnings
+import contextlib, dataclasses, hashlib, importlib, io, os, shutil, subprocess, sys, tarfile, tempfile, warnings
 from pathlib import Path
 from typing import Callable, Literal
 import torch, torch.nn.functional as F
 from .core import Registry, get_device, sha256sum
 
 # %% auto #0
-__all__ = ['BT601_Y', 'METRICS', 'rgb_to_y', 'psnr', 'ssim', 'ms_ssim', 'WeightFile', 'Unavailable', 'locate_weights',
-           'fetch_weights', 'BuildContext', 'MetricSpec', 'Metric', 'build_metric', 'build_metrics', 'score',
-           'score_sets']
+__all__ = ['BT601_Y', 'SHARE_DIR', 'NIQE_SOURCE', 'METRICS', 'rgb_to_y', 'psnr', 'ssim', 'ms_ssim', 'WeightFile', 'Unavailable',
+           'locate_weights', 'fetch_weights', 'sdist_member', 'niqe_mat', 'install_niqe', 'BuildContext', 'MetricSpec',
+           'Metric', 'build_metric', 'build_metrics', 'score', 'score_sets']
 
 # %% ../nbs/11_metrics.ipynb #ac68fc7d
 BT601_Y = (65.481, 128.553, 24.966)  # ITU-R BT.601 luma weights for R, G, B in [0, 1], Y on the 0..255 scale
@@ -89,6 +89,8 @@ def ms_ssim(sr:torch.Tensor, # B x 3 x H x W in [0, 1], at least 176 px a side a
     return _ms(sr, hr, data_range=1.0)
 
 # %% ../nbs/11_metrics.ipynb #d984d5e0
+SHARE_DIR = Path(sys.prefix)/'share'/'onestepsr'  # files the install step makes (NIQE's parameters), in the venv
+
 @dataclasses.dataclass(frozen=True)
 class WeightFile:
     "A pretrained file a metric needs: its standard name, its cache folder, where it is published."
@@ -96,6 +98,7 @@ class WeightFile:
     cache: str # folder under the torch hub dir: 'checkpoints' (torchvision), 'pyiqa', 'clip'
     url: str # where it is published; fetched only when downloads are allowed
     sha256: str = '' # hash (or its prefix) checked on download; a full hash is also checked before building
+    made: str = '' # how the install step makes it in `SHARE_DIR` (a file not published as is), or ''
 
 def _tv(name:str)->WeightFile:
     "A torchvision ImageNet file (its name ends in a SHA-256 prefix, checked on download)."
@@ -119,13 +122,16 @@ def locate_weights(name:str, # the metric, for messages
                    files:tuple, # the `WeightFile`s it needs
                    given:str|None=None, # a file or folder from the params (`evaluate.weights.<name>`), or None
                    hub_dir:str|None=None, # the torch hub dir (default `torch.hub.get_dir()`)
+                   share_dir:str|None=None, # folder of the files the install step makes (default `SHARE_DIR`)
                   )->tuple[dict, str]: # ({WeightFile: Path} of files found, '' or why some are missing)
-    "Find a metric's files: in `given` (a file or folder) first, else in the standard caches."
+    "Find a metric's files: in `given` (a file or folder) first, else in the standard caches, else in `share_dir`."
     hub, found, missing = Path(hub_dir or torch.hub.get_dir()).expanduser(), {}, []
+    share = Path(share_dir or SHARE_DIR)
     g = Path(given).expanduser() if given else None
     if g is not None and not g.exists(): return {}, f"evaluate.weights.{name}: {g} does not exist"
     for f in files:
         p = hub/f.cache/f.name
+        if f.made and not p.is_file(): p = share/f.name
         if g is not None and g.is_dir() and (g/f.name).is_file(): p = g/f.name
         elif g is not None and g.is_file() and (len(files) == 1 or g.name == f.name):
             p = g
@@ -138,7 +144,8 @@ def locate_weights(name:str, # the metric, for messages
     if not missing: return found, ''
     put = ' and '.join(f"{f.name} in {hub/f.cache} (from {f.url})" for f in missing)
     to = 'its path' if len(files) == 1 else 'a folder holding them'
-    return found, f"no weights: put {put}, or set evaluate.weights.{name} to {to}"
+    made = ''.join(f"; {f.made} makes {share/f.name}" for f in missing if f.made)
+    return found, f"no weights: put {put}, or set evaluate.weights.{name} to {to}{made}"
 
 def fetch_weights(files:tuple, # `WeightFile`s to download when missing from the cache
                   hub_dir:str|None=None): # the torch hub dir (default `torch.hub.get_dir()`)
@@ -175,6 +182,52 @@ def _cache_view(found:dict # {WeightFile: Path}
             dl.DEFAULT_CACHE_DIR = old_iqa
             if old_env is None: os.environ.pop(env, None)
             else: os.environ[env] = old_env
+
+# %% ../nbs/11_metrics.ipynb #5dbef69e
+NIQE_SOURCE = ('basicsr==1.4.2', 'basicsr/metrics/niqe_pris_params.npz',  # (sdist, file in it, its SHA-256)
+               '2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296')
+_NIQE = dataclasses.replace(_iqa('niqe_modelparameters.mat'), made='`make install` (onestepsr.metrics.install_niqe)')
+
+def sdist_member(requirement:str, # a pinned source distribution on PyPI, e.g. 'basicsr==1.4.2'
+                 member:str, # a file's path inside the package, e.g. 'basicsr/metrics/niqe_pris_params.npz'
+                 sha256:str, # its pinned SHA-256
+                 sdist:str|None=None, # a local .tar.gz of it instead of `pip download`
+                )->bytes: # the file's bytes
+    "One file of a source distribution fetched with pip, refused unless its SHA-256 is `sha256`."
+    with tempfile.TemporaryDirectory() as d:
+        if sdist is None:
+            subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-build-isolation',
+                            '--no-binary', ':all:', requirement, '-d', d], check=True)
+            sdist = next(Path(d).glob('*.tar.gz'))
+        with tarfile.open(sdist) as t:
+            hit = [n for n in t.getnames() if n.split('/', 1)[-1] == member]
+            if not hit: raise FileNotFoundError(f"{sdist}: no {member}")
+            data = t.extractfile(hit[0]).read()
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256: raise ValueError(f"{requirement}: {member} has SHA-256 {got}, expected {sha256}")
+    return data
+
+def niqe_mat(npz:bytes, # BasicSR's niqe_pris_params.npz (mu_pris_param, cov_pris_param)
+             dest:str|Path, # the .mat file to write
+            )->Path: # `dest`
+    "BasicSR's NIQE statistics as the .mat file pyiqa's NIQE reads (mu_prisparam, cov_prisparam)."
+    import numpy as np, scipy.io
+    d, dest = np.load(io.BytesIO(npz)), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + '.part')
+    scipy.io.savemat(tmp, {'mu_prisparam': d['mu_pris_param'], 'cov_prisparam': d['cov_pris_param']}, appendmat=False)
+    os.replace(tmp, dest)  # never a half-written file
+    return dest
+
+def install_niqe(share_dir:str|None=None, # where to write it (default `SHARE_DIR`)
+                 sdist:str|None=None, # a local BasicSR sdist instead of `pip download`
+                )->Path: # the parameter file
+    "Make NIQE's parameter file from BasicSR's sdist, checked against `NIQE_SOURCE` (kept when present)."
+    dest = Path(share_dir or SHARE_DIR)/_NIQE.name
+    if not dest.is_file():
+        niqe_mat(sdist_member(*NIQE_SOURCE, sdist=sdist), dest)
+    print(f"NIQE parameters: {dest} (from {NIQE_SOURCE[0]}: {NIQE_SOURCE[1]}, sha256 {NIQE_SOURCE[2][:12]}...)")
+    return dest
 
 # %% ../nbs/11_metrics.ipynb #79454f97
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +279,16 @@ def _pyiqa(name:str, kind:str):
         return (lambda sr, hr: m(sr, hr)) if kind == 'FR' else (lambda sr, hr=None: m(sr))
     return build
 
+def _niqe(ctx):
+    "Builder of pyiqa's NIQE from the parameter file found (given to pyiqa by path: nothing is downloaded)."
+    import pyiqa
+    m = pyiqa.create_metric('niqe', device=ctx.device, pretrained_model_path=str(ctx.files[_NIQE.name]))
+    def fn(sr, hr=None):
+        if min(sr.shape[-2:]) < 96:
+            raise ValueError(f"NIQE needs images of at least 96 x 96 px (its 96 px blocks), got {tuple(sr.shape[-2:])}")
+        return m(sr)
+    return fn
+
 def _learned(kind, higher_better, build, *files, needs=('pyiqa',), install=''):
     "Spec of a learned metric needing `files`."
     return MetricSpec(kind, higher_better, build, files, needs, install)
@@ -242,7 +305,7 @@ METRICS.update(
                      install="openai-clip imports pkg_resources, removed in setuptools 81: "
                              "pip install 'setuptools<81'"),
     musiq=_learned('NR', True, _pyiqa('musiq', 'NR'), _iqa('musiq_koniq_ckpt-e95806b9.pth')),
-    niqe=_learned('NR', False, _pyiqa('niqe', 'NR'), _iqa('niqe_modelparameters.mat')),
+    niqe=_learned('NR', False, _niqe, _NIQE),
     fid=_learned('set', False, _pyiqa('fid', 'set'), _iqa('pt_inception-2015-12-05-6726825d.pth')))
 
 # %% ../nbs/11_metrics.ipynb #1faa5a53
@@ -278,6 +341,7 @@ def build_metric(name:str, # a key of `METRICS`
                  crop_border:int=4, # border crop of PSNR / SSIM / MS-SSIM (the scale factor)
                  offline:bool=True, # never download; False fetches missing files into the standard caches
                  hub_dir:str|None=None, # torch hub dir holding the caches (default `torch.hub.get_dir()`)
+                 share_dir:str|None=None, # folder of the files the install step makes (default `SHARE_DIR`)
                 )->Metric|Unavailable:
     "One metric, built from local files, or `Unavailable` with the reason."
     spec = METRICS[name]
@@ -287,11 +351,11 @@ def build_metric(name:str, # a key of `METRICS`
         except Exception as e:
             hint = f"; {spec.install}" if spec.install else ''
             return Unavailable(name, f"cannot import {mod} ({type(e).__name__}: {e}){hint}")
-    found, why = locate_weights(name, spec.files, weights, hub_dir)
+    found, why = locate_weights(name, spec.files, weights, hub_dir, share_dir)
     if why and not offline and not why.startswith('evaluate.'):
         try:
             fetch_weights(spec.files, hub_dir)
-            found, why = locate_weights(name, spec.files, weights, hub_dir)
+            found, why = locate_weights(name, spec.files, weights, hub_dir, share_dir)
         except Exception as e:
             why = f"{why} (download failed: {type(e).__name__}: {e})"
     if why: return Unavailable(name, why)
@@ -312,13 +376,15 @@ def build_metrics(names:list, # keys of `METRICS`
                   crop_border:int=4, # border crop of PSNR / SSIM / MS-SSIM
                   offline:bool=True, # never download
                   hub_dir:str|None=None, # torch hub dir (default `torch.hub.get_dir()`)
+                  share_dir:str|None=None, # folder of the files the install step makes (default `SHARE_DIR`)
                  )->dict: # name -> `Metric` or `Unavailable`
     "Several metrics by name; the unavailable ones say why."
     weights = weights or {}
     unknown = [k for k in weights if k not in METRICS]
     if unknown:
         raise ValueError(f"evaluate.weights: unknown metric {unknown[0]!r} (metrics: {', '.join(sorted(METRICS))})")
-    return {n: build_metric(n, weights.get(n), device, crop_border, offline, hub_dir) for n in names}
+    return {n: build_metric(n, weights.get(n), device, crop_border, offline, hub_dir, share_dir)
+            for n in names}
 
 # %% ../nbs/11_metrics.ipynb #f83c664b
 def score(metrics:dict, # name -> `Metric` or `Unavailable` (from `build_metrics`)
