@@ -11,7 +11,7 @@ from onestepsr.nets.denoiser import Denoiser, save_denoiser
 from onestepsr.nets.unet import UNet
 from onestepsr.schedules import ResShiftSchedule
 
-METHODS = ['bicubic', 'teacher_15', 'teacher_1', 'sinsr', 'ours']
+METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'ours']
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,7 @@ def test_shipped_params_evaluate_every_method(workdir):
     out = workdir/'results/evaluate'
     m = read_json(out/'metrics.json')
     assert list(m) == ['test'] and list(m['test']) == METHODS
-    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 4, 1, 1, 1]
+    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1]
     assert {k: type(m['test'][k]['psnr']) for k in METHODS} == dict.fromkeys(METHODS, float)
     timing = read_json(out/'timing.json')['test']
     assert min(timing[k]['ms_per_image'] for k in METHODS) > 0, timing
@@ -106,7 +106,7 @@ def test_realworld_folder_without_ground_truth(workdir, root):
     out = workdir/'results/evaluate'
     m = read_json(out/'metrics.json')
     assert list(m) == ['test', 'RealTiny'] and list(m['RealTiny']) == METHODS            # outputs made elsewhere: test pairs only
-    assert m['RealTiny']['ours'] == {'clipiqa': 'unavailable', 'musiq': 'unavailable'}    # no-reference metrics only
+    assert m['RealTiny']['ours'] == {'clipiqa': 'unavailable', 'musiq': 'unavailable', 'niqe': 'unavailable'}  # NR only
     assert (out/'realworld/RealTiny.png').is_file()
     assert sorted(p.name for p in (out/'sr/RealTiny/bicubic').iterdir()) == ['r0.png', 'r1.png']
     header = next(l for l in (out/'table.md').read_text().splitlines() if l.startswith('| Method'))
