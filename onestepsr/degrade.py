@@ -18,7 +18,7 @@ from .ops import bicubic_down, check_hr, one_thread_per_op, quantize
 # %% auto #0
 __all__ = ['KERNELS', 'DEGRADATIONS', 'SHAPES', 'RESIZE_MODES', 'RealESRGANConfig', 'DegradeConfig', 'avgpool_down',
            'deterministic', 'make_degradation', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'blur', 'resize',
-           'poisson_noise', 'add_noise', 'jpeg', 'realesrgan_one', 'realesrgan_degradation', 'describe', 'pair_seed',
+           'poisson_noise', 'add_noise', 'jpeg', 'realesrgan_one', 'realesrgan_degradation', 'pair_seed', 'grid_cells',
            'make_pairs_from', 'make_pairs']
 
 # %% ../nbs/02_degrade.ipynb #0a208986
@@ -67,8 +67,8 @@ class DegradeConfig:
     scale: int = 4 # downscaling factor: 2, 4 or 8
     realesrgan: RealESRGANConfig = dataclasses.field(default_factory=RealESRGANConfig)
     crop: int = 128 # HR crop size of the fixed val / test pairs (LR: crop / scale)
-    val_crops: int = 4 # fixed pairs per validation image
-    test_crops: int = 8 # fixed pairs per test image
+    val_crops: int = 4 # fixed pairs per validation image (0: every cell of a non-overlapping grid)
+    test_crops: int = 0 # fixed pairs per test image (0: every cell of a non-overlapping grid)
     seed: int = 0 # seed of the fixed pairs (crop positions and degradations)
 
 # %% ../nbs/02_degrade.ipynb #2a4b7684
@@ -335,35 +335,22 @@ def realesrgan_degradation(cfg:DegradeConfig)->Callable: # uses `cfg.scale` and 
         return torch.cat([o for o, _ in outs])
     return deg
 
-# %% ../nbs/02_degrade.ipynb #0dae3d63
-def describe(info:dict)->str: # a trace entry of a degradation
-    "A short, readable summary of one image's drawn degradation parameters."
-    if info.get('kind') != 'realesrgan': return info.get('kind', '?')
-    def k(b):
-        if b['type'] == 'sinc': return f"sinc w={b['omega']:.2f}"
-        return f"{b['type']} s={b['sigma_x']:.1f}/{b['sigma_y']:.1f}"
-    def n(d): return f"{d['type'][:5]} {d.get('sigma', d.get('scale')):.2f}{' gray' if d['gray'] else ''}"
-    r1 = info['resize']
-    out = [f"1: {k(info['blur'])}, x{r1['scale']:.2f} {r1['mode']}, {n(info['noise'])}, jpeg {info['jpeg']}"]
-    if 'resize2' in info:
-        b2 = k(info['blur2']) if 'blur2' in info else 'no blur'
-        out.append(f"2: {b2}, x{info['resize2']['scale']:.2f}, {n(info['noise2'])}")
-    f = info['final']
-    o = f['order'].replace('resize', f"{f['mode']} resize" + (' + sinc' if 'final_sinc' in info else ''))
-    out.append(f"final: {o.replace('jpeg', 'jpeg ' + str(f['jpeg']))}")
-    return '\n'.join(out)
-
 # %% ../nbs/02_degrade.ipynb #04b3b9b6
 def pair_seed(seed:int, split:str, name:str, k:int)->int:
     "The seed of pair `k` of image `name`: a 63-bit integer from a hash."
     return int(hashlib.sha256(f'{seed}:{split}:{name}:{k}'.encode()).hexdigest()[:15], 16)
 
-def _write_pair(img:torch.Tensor, cfg:DegradeConfig, deg:Callable, split:str, name:str, k:int, out:Path)->dict:
+def grid_cells(h:int, w:int, crop:int)->list[tuple[int, int]]: # image height, width; crop size
+    "(top, left) of the non-overlapping `crop` x `crop` cells of a grid centred on an `h` x `w` image, row by row."
+    r, c = h // crop, w // crop
+    return [((h - r * crop) // 2 + i * crop, (w - c * crop) // 2 + j * crop) for i in range(r) for j in range(c)]
+
+def _write_pair(img:torch.Tensor, cfg:DegradeConfig, deg:Callable, split:str, name:str, k:int, out:Path,
+                at:tuple|None=None)->dict: # at: (top, left), or None for a seeded random position
     "Pair `k` of image `name` (3 x H x W uint8): its seeded crop and degradation written as PNGs; its manifest entry."
     s = pair_seed(cfg.seed, split, name, k)
     g = torch.Generator().manual_seed(s)
-    t = int(torch.randint(img.shape[1] - cfg.crop + 1, (1,), generator=g))
-    l = int(torch.randint(img.shape[2] - cfg.crop + 1, (1,), generator=g))
+    t, l = at or [int(torch.randint(n - cfg.crop + 1, (1,), generator=g)) for n in img.shape[1:]]
     hr = img[None, :, t:t + cfg.crop, l:l + cfg.crop].float() / 255
     trace = []
     lr = deg(hr, g, trace)
@@ -383,7 +370,8 @@ def make_pairs_from(cfg:DegradeConfig, # the `degrade` config
     for split, n in (('val', cfg.val_crops), ('test', cfg.test_crops)):
         imgs = load_split(hr_dir, split, min_size=cfg.crop) if any(Path(hr_dir, split).glob('*.png')) else {}
         for name, img in imgs.items():
-            pairs += [_write_pair(img, cfg, deg, split, name, k, out) for k in range(n)]
+            cells = grid_cells(*img.shape[1:], cfg.crop) if n == 0 else [None] * n
+            pairs += [_write_pair(img, cfg, deg, split, name, k, out, at) for k, at in enumerate(cells)]
     counts = {s: sum(p['split'] == s for p in pairs) for s in ('val', 'test')}
     files = {f"{p['split']}/{d}/{p['file']}": p[f'{d}_sha256'] for p in pairs for d in ('hr', 'lr')}
     m = {'config': dataclasses.asdict(cfg), 'counts': counts, 'files': files, 'pairs': pairs}
