@@ -9,7 +9,7 @@ from .core import Registry
 
 # %% auto #0
 __all__ = ['LUMA', 'LAPLACE', 'MAD_GAUSS', 'STATS', 'luma', 'noise_sigma', 'laplacian_var', 'grad_mean', 'image_stats',
-           'summarize', 'domain_gap', 'domain_report']
+           'summarize', 'domain_gap', 'domain_report', 'domain_line']
 
 # %% ../nbs/00d_imagestats.ipynb #d150d353
 LUMA = (0.299, 0.587, 0.114)  # BT.601
@@ -102,5 +102,16 @@ def domain_report(
     for lab in fakes:
         out[f"gap_{lab.removeprefix('G_')}"] = domain_gap(out[lab], r)
     return out
+
+
+def domain_line(
+    rep: dict,  # from `domain_report`
+) -> str:  # e.g. 'noise_sigma real 1.20, G_start 5.31 (gap 4.11), G_end 1.40 (gap 0.20); ...'
+    "One line for a log: each statistic's mean for the real set, then for each generated set with its gap."
+    gap = lambda lab: rep.get(f"gap_{lab.removeprefix('G_')}")  # G_start -> gap_start
+    sets = [k for k in rep if k != 'real' and not k.startswith('gap_') and isinstance(rep[k], dict) and gap(k)]
+    one = lambda k: f"{k} real {rep['real'][k]['mean']:.2f}" + ''.join(
+        f", {lab} {rep[lab][k]['mean']:.2f} (gap {gap(lab)[k]['abs']:.2f})" for lab in sets)
+    return '; '.join(one(k) for k in rep['real'])
 
 
