@@ -17,7 +17,7 @@ from onestepsr.core import (
     read_image,
     register_section,
 )
-from .core import IMAGE_SUFFIXES, write_json, write_png
+from .core import IMAGE_SUFFIXES, read_json, write_json, write_png
 from .degrade import DegradeConfig
 from .infer import load_pairs, score_images, score_pairs
 from .methods import MethodContext, build_methods, method_cost
@@ -27,10 +27,13 @@ from onestepsr.report import (
     comparison_figure,
     diff_rows,
     interval_note,
+    lr_path_section,
     lr_view,
     markdown_table,
     metrics_summary,
+    perception_distortion,
     plot_curves,
+    read_live,
     results_rows,
     with_intervals,
     write_per_image,
@@ -39,7 +42,8 @@ from onestepsr.report import (
 
 # %% auto #0
 __all__ = ['EVAL_PRESETS', 'evaluate_methods', 'load_images', 'evaluate_realworld', 'EvalConfig', 'load_eval_config',
-           'table_text', 'write_figures', 'realworld_sets', 'split_timing', 'run_evaluation', 'evaluate', 'results']
+           'table_text', 'evidence_text', 'write_figures', 'realworld_sets', 'split_timing', 'run_evaluation',
+           'evaluate', 'results']
 
 # %% ../nbs/12_evaluate.ipynb #58bdc7e7
 def evaluate_methods(
@@ -154,6 +158,7 @@ class EvalConfig:
     )  # figure columns between LR and HR ([]: all)
     zoom: list[float] = _field(lambda: [0.375, 0.375, 0.25])  # the zoomed box: top, left, size, fractions of the image
     curves: str = 'results'  # searched for dvclive logs (<stage>/live) to plot
+    lr_path: str = 'results/distill/metrics.json'  # the distill stage's metrics (its lr_domain) for table.md; '' skips
 
 
 EVAL_PRESETS = {'faces': dict(metrics=['psnr', 'ssim', 'ms_ssim', 'fid'])}
@@ -223,6 +228,19 @@ def table_text(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict,
     notes = ['', 'Unavailable metrics:', *[f"- `{k}`: {v}" for k, v in why.items()]] if why else []
     return '\n'.join(head) + '\n' + markdown_table(rows, cols) + '\n' + diffs + '\n'.join(notes) + '\n'
 
+
+
+def evidence_text(
+    cfg: EvalConfig,  # the `evaluate` config
+    pd_note: str | None,  # from `report.perception_distortion`: None when the figure was drawn
+) -> str:  # table.md's closing sections
+    "The perception-distortion figure (or why it is empty) and, when the distill stage recorded it, the LR path."
+    f = Path(cfg.lr_path) if cfg.lr_path else None
+    m = read_json(f) if f is not None and f.is_file() else None
+    live = f.parent / 'live' if f is not None else None
+    series = read_live(live) if m and live.is_dir() else None
+    pd = '![perception-distortion](perception_distortion.png)' if pd_note is None else pd_note
+    return f"\n## Perception-distortion\n\n{pd}\n" + lr_path_section(m, str(f), series)
 
 def write_figures(cfg: EvalConfig, pairs: dict, test: dict, real: dict, imgs: dict, scale: int, out: Path):
     "comparison.png for the test pairs, realworld/<set>.png for each real-world set, curves/<stage>.png."
@@ -309,7 +327,9 @@ def run_evaluation(
     summ, timing = split_timing(metrics_summary(test, real, cfg.metrics, cfg.split))
     write_json(summ, out / 'metrics.json')
     write_json(timing, out / 'timing.json')
-    atomic_write(out / 'table.md', lambda tmp: Path(tmp).write_text(table_text(cfg, pairs, test, real, imgs, scale)))
+    pd = perception_distortion(summ[cfg.split], out / 'perception_distortion.png')  # None, or why it is empty
+    text = table_text(cfg, pairs, test, real, imgs, scale) + evidence_text(cfg, pd)
+    atomic_write(out / 'table.md', lambda tmp: Path(tmp).write_text(text))
     write_per_image(
         out / 'per_image.csv',
         {cfg.split: test, **real},

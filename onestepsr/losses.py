@@ -13,8 +13,9 @@ from .schedules import ResShiftSchedule, VPSchedule
 
 # %% auto #0
 __all__ = ['LOSSES', 'GAN_FORMS', 'ADVERSARIES', 'WEIGHTINGS', 'Batch', 'fill_outputs', 'distill', 'GANForm', 'adversary', 'hr_d',
-           'hr_g', 'lr_d', 'lr_g', 'weight_none', 'weight_snr', 'weight_min_snr', 'weight_resshift_snr', 'weight_edm',
-           'weight_minsnr', 'denoise_student', 'denoise_G', 'sinsr_inverse', 'sinsr_consistency']
+           'hr_g', 'lr_d', 'lr_g', 'disc_accuracy', 'logit_accuracies', 'weight_none', 'weight_snr', 'weight_min_snr',
+           'weight_resshift_snr', 'weight_edm', 'weight_minsnr', 'denoise_student', 'denoise_G', 'sinsr_inverse',
+           'sinsr_consistency']
 
 # %% ../nbs/09_losses.ipynb #03d267ee
 @dataclasses.dataclass
@@ -169,6 +170,24 @@ def lr_g(nets:dict, # needs 'D_L' (and 'student', 'G' unless b.y_hat is set)
         )->torch.Tensor: # scalar
     "Eq. 6: the adversarial loss of G (and, through G, of the student) against the LR discriminator."
     return GAN_FORMS[gan].g(adversary(nets, b, 'D_L', schedule, generator, real=False)[1])  # L_L^G(D_L(y_hat))
+
+# %% ../nbs/09_losses.ipynb #4a6f6cad
+def disc_accuracy(real:torch.Tensor|None, # logits of the real images (B x N), or None
+                  fake:torch.Tensor, # logits of the generated images (B x N)
+                 )->dict: # {'acc_real', 'acc_fake', 'acc'} (only 'acc_fake' without real logits)
+    "Fraction of logits on the right side of 0: real ones above, fake ones below."
+    with torch.no_grad():
+        out = {'acc_fake': float((fake < 0).float().mean())}                 # mean [l_fake < 0]
+        if real is not None:
+            out['acc_real'] = float((real > 0).float().mean())               # mean [l_real > 0]
+            out['acc'] = (out['acc_real'] + out['acc_fake']) / 2
+    return out
+
+def logit_accuracies(logits:dict|None, # role -> (real logits, fake logits), `Batch.logits` after a shared pass
+                    )->dict: # e.g. {'dl_acc_real', 'dl_acc_fake', 'dl_acc', 'dh_acc_real', ...}; {} for None
+    "Every discriminator's accuracy from the logits of its pass, named after its role (D_L -> dl_acc...)."
+    return {f"{role.replace('_', '').lower()}_{k}": v for role, (r, f) in (logits or {}).items()
+            for k, v in disc_accuracy(r, f).items()}
 
 # %% ../nbs/09_losses.ipynb #403ce56c
 WEIGHTINGS = Registry('loss weighting')

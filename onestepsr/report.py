@@ -12,9 +12,10 @@ from .core import atomic_write, to_uint8
 from .metrics import METRICS
 
 # %% auto #0
-__all__ = ['CI_LEVEL', 'CI_RESAMPLES', 'CI_METHODS', 'SIGNIFICANCE', 'LABELS', 'bootstrap_ci', 'with_intervals', 'interval_note',
-           'fmt', 'markdown_table', 'results_rows', 'diff_rows', 'metrics_summary', 'write_per_image', 'zoom_box',
-           'comparison_figure', 'lr_view', 'read_live', 'plot_curves']
+__all__ = ['CI_LEVEL', 'CI_RESAMPLES', 'CI_METHODS', 'SIGNIFICANCE', 'LABELS', 'ACC_PARTS', 'STAT_LABELS', 'bootstrap_ci',
+           'with_intervals', 'interval_note', 'fmt', 'markdown_table', 'results_rows', 'diff_rows', 'metrics_summary',
+           'write_per_image', 'zoom_box', 'comparison_figure', 'lr_view', 'read_live', 'curve_panels', 'plot_curves',
+           'perception_distortion', 'lr_path_section']
 
 # %% ../nbs/11b_report.ipynb #c895b901
 CI_LEVEL, CI_RESAMPLES, CI_METHODS = 0.95, 10_000, ('BCa', 'percentile')  # the second if the first gives nan
@@ -277,20 +278,36 @@ def read_live(live:str|Path, # a dvclive folder
             out[p.relative_to(root).with_suffix('').as_posix()] = (steps, [float(r[p.stem]) for r in rows])
     return out
 
+ACC_PARTS = {'_acc_real': 'real', '_acc_fake': 'fake', '_acc': 'mean'}  # a discriminator's accuracy series
+
+def curve_panels(series:dict, # metric -> (steps, values), from `read_live`
+                )->dict: # panel title -> {line label: (steps, values)}
+    "One panel per metric, but a discriminator's accuracies (`<D>_acc_real`, `_acc_fake`, `_acc`) in one."
+    out = {}
+    for k, xy in series.items():
+        end = next((e for e in ACC_PARTS if k.endswith(e)), None)
+        title, label = (k, k) if end is None else (k[:-len(end)] + '_acc', ACC_PARTS[end])
+        out.setdefault(title, {})[label] = xy
+    return out
+
 def _curves_figure(series:dict): # metric -> (steps, values)
-    "A figure with one panel per metric, three panels a row."
+    "A figure with one panel per metric (accuracies together), three panels a row."
     from matplotlib.figure import Figure
-    n = len(series)
+    panels = curve_panels(series)
+    n = len(panels)
     nc = min(3, n)
     nr = -(-n // nc)
     fig = Figure(figsize=(4 * nc, 2.8 * nr))
     axes = list(fig.subplots(nr, nc, squeeze=False).flat)
-    for ax, (k, (x, y)) in zip(axes, series.items()):
-        ax.plot(x, y, lw=1)
+    for ax, (k, lines) in zip(axes, panels.items()):
+        for lab, (x, y) in lines.items(): ax.plot(x, y, lw=1, label=None if lab == k else lab)
         ax.set_title(k, fontsize=9)
         ax.set_xlabel('iteration', fontsize=8)
         ax.grid(alpha=0.3)
-        if min(y) > 0 and max(y) > 20 * min(y): ax.set_yscale('log')
+        ys = [v for _, y in lines.values() for v in y]
+        if k.endswith('_acc'):
+            ax.axhline(0.5, color='gray', lw=0.8, ls='--'); ax.set_ylim(-0.02, 1.02); ax.legend(fontsize=7)
+        elif min(ys) > 0 and max(ys) > 20 * min(ys): ax.set_yscale('log')
     for ax in axes[n:]:
         ax.set_axis_off()                                                     # the unused panels
     return fig
@@ -310,3 +327,68 @@ def plot_curves(root:str|Path='results', # searched for `live` folders: root/<st
         fig.tight_layout()
         written.append(atomic_write(Path(out, f'{stage}.png'), lambda tmp: fig.savefig(tmp, format='png', dpi=90)))
     return written
+
+# %% ../nbs/11b_report.ipynb #22aaa25b
+def _num_ok(v)->bool: return isinstance(v, (int, float)) and math.isfinite(v)
+
+def _err(v:float, ci:dict|None)->list|None: # a mean, its {'lo', 'hi'} (or None)
+    "Matplotlib's asymmetric error bar [[below], [above]] of an interval; None without one."
+    if not ci or not _num_ok(ci.get('lo')) or not _num_ok(ci.get('hi')): return None
+    return [[max(v - ci['lo'], 0.0)], [max(ci['hi'] - v, 0.0)]]
+
+def perception_distortion(test:dict, # method -> its row of metrics.json (metric means and 'ci95': {metric: {lo, hi}})
+                          path:str|Path, # the PNG to write
+                          x:str='psnr', # the distortion metric (x axis)
+                          y:str='niqe', # the perceptual metric (y axis)
+                         )->str|None: # None when drawn; else why not (the PNG then shows that note)
+    "The perception-distortion plane: one labelled point per method, with its 95% intervals as error bars."
+    from matplotlib.figure import Figure
+    pts = {m: r for m, r in test.items() if _num_ok(r.get(x)) and _num_ok(r.get(y))}
+    lx, ly = LABELS.get(x, x), LABELS.get(y, y)
+    note = None if pts else f"{ly} or {lx} unavailable for every method: no perception-distortion plane"
+    fig = Figure(figsize=(5.6, 4.2))
+    ax = fig.subplots()
+    if note:
+        ax.text(0.5, 0.5, note, ha='center', va='center', fontsize=9, wrap=True)
+        ax.set_axis_off()
+    for m, r in pts.items():
+        ci = r.get('ci95', {})
+        ax.errorbar(r[x], r[y], xerr=_err(r[x], ci.get(x)), yerr=_err(r[y], ci.get(y)), fmt='o', ms=5, capsize=3)
+        ax.annotate(m, (r[x], r[y]), textcoords='offset points', xytext=(5, 4), fontsize=8)
+    if pts:
+        ax.set_xlabel(f"{lx}{'-Y (dB)' if x == 'psnr' else ''} {_arrow(x)}", fontsize=9)
+        ax.set_ylabel(f"{ly} {_arrow(y)}", fontsize=9)
+        ax.set_title('perception-distortion (95% bootstrap intervals); better: bottom right', fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100))
+    return note
+
+# %% ../nbs/11b_report.ipynb #a8f45f6a
+STAT_LABELS = {'noise_sigma': 'noise σ (levels)', 'laplacian_var': 'Laplacian variance', 'grad_mean': 'mean |∇|'}
+
+def _acc_line(series:dict|None)->str: # from `read_live`, or None
+    "D_L's accuracy (real / fake / mean) at the first and the last logged iteration; '' when not logged."
+    ks = [f'train/dl_acc{e}' for e in ('_real', '_fake', '')]
+    if not series or not all(k in series for k in ks): return ''
+    at = lambda i: ' / '.join(f'{series[k][1][i]:.2f}' for k in ks) + f' at iteration {series[ks[0]][0][i]}'
+    return f"\n$\\mathcal{{D}}_L$'s accuracy (real / fake / mean, per token, threshold 0): {at(0)}, {at(-1)}.\n"
+
+def lr_path_section(m:dict|None, # the distill stage's metrics.json (None: none)
+                    source:str='results/distill/metrics.json', # where it came from, for the text
+                    series:dict|None=None, # the distill run's dvclive series (`read_live`), for D_L's accuracy
+                   )->str: # a markdown section; '' without `lr_domain`
+    "table.md's section on the LR path: G's LR images against the real ones at the start and the end of training."
+    d = (m or {}).get('lr_domain')
+    if not d: return ''
+    ks = list(d['real'])
+    row = lambda lab, vals: f"| {lab} | " + ' | '.join(fmt(v) for v in vals) + ' |'
+    lines = [f"| LR images | {' | '.join(STAT_LABELS.get(k, k) for k in ks)} |", '|---|' + '---:|' * len(ks),
+             row('real (degraded)', [d['real'][k]['mean'] for k in ks]),
+             *[row(f'G, {w}', [d[f'G_{w}'][k]['mean'] for k in ks]) for w in ('start', 'end')],
+             *[row(f'gap, {w}', [d[f'gap_{w}'][k]['abs'] for k in ks]) for w in ('start', 'end')]]
+    head = (f"\n## Does the co-learning LR path learn?\n\nFrom `{source}`: the mean over the {d['images']} LR test "
+            f"images of each statistic (8-bit levels) for the real degraded images and for the downsampler G "
+            f"({d['downsampler']}) applied to their HR images before training (start) and after (end); gap = |mean "
+            "of G − mean of the real images|. A gap that shrinks: G learns the degradation.\n")
+    return head + '\n' + '\n'.join(lines) + '\n' + _acc_line(series)

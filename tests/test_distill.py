@@ -28,6 +28,13 @@ def test_distill_stage_writes_models_and_metrics(workdir, section, model):
     student = load_denoiser(workdir/model)
     assert student.extra['recipe'] == ('colearning' if section == 'distill' else 'sinsr')
     assert (workdir/'models/downsampler/model.safetensors').is_file() == (section == 'distill')
+    assert ('lr_domain' in m) == (section == 'distill')                   # G's LR images against the real ones
+    if section == 'distill':
+        d = m['lr_domain']
+        assert (d['images'], d['downsampler']) == (2, 'diffusion')
+        stats = ['grad_mean', 'laplacian_var', 'noise_sigma']
+        assert all(sorted(d[k]) == stats for k in ('real', 'G_start', 'G_end', 'gap_start', 'gap_end'))
+        assert d['real']['noise_sigma']['mean'] > 0 and d['gap_end']['noise_sigma']['abs'] >= 0
 
 
 def test_distill_stage_refuses_a_mistyped_key(workdir):

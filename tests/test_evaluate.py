@@ -42,6 +42,12 @@ def workdir(tmp_path, monkeypatch, root):
         save_denoiser(tmp_path/'models'/m, Denoiser(UNet(channels=8, mult=[1], blocks=1, groups=4), ResShiftSchedule(T=4, kappa=1.0)))
     tsv = tmp_path/'results/distill/live/plots/metrics/train/loss.tsv'; tsv.parent.mkdir(parents=True)
     tsv.write_text('step\tloss\n' + ''.join(f'{i}\t{1 / (i + 1)}\n' for i in range(5)))
+    for k, v in (('dl_acc_real', 0.9), ('dl_acc_fake', 0.6), ('dl_acc', 0.75)):   # D_L's accuracy, one panel
+        (tsv.parent/f'{k}.tsv').write_text(f'step\t{k}\n' + ''.join(f'{i}\t{v}\n' for i in range(5)))
+    st = {s: {'mean': 1.0, 'std': 0.0} for s in ('noise_sigma', 'laplacian_var', 'grad_mean')}
+    gap = {s: {'abs': 0.0, 'rel': 0.0} for s in st}
+    dom = {'images': 3, 'downsampler': 'diffusion', 'real': st, 'G_start': st, 'G_end': st, 'gap_start': gap, 'gap_end': gap}
+    (tmp_path/'results/distill/metrics.json').write_text(json.dumps({'test': {}, 'lr_domain': dom}))
     _write_params(tmp_path, root)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -58,6 +64,9 @@ def test_shipped_params_evaluate_every_method(workdir):
     assert min(timing[k]['ms_per_image'] for k in METHODS) > 0, timing
     assert 'ms_per_image' not in m['test']['ours']                         # metrics.json holds what a rerun reproduces
     assert {m['test'][k][x] for k in METHODS for x in ('lpips', 'clipiqa', 'musiq')} == {'unavailable'}
+    t = (out/'table.md').read_text()
+    assert '## Does the co-learning LR path learn?' in t and "accuracy (real / fake / mean" in t, t
+    assert (out/'perception_distortion.png').is_file() and '## Perception-distortion' in t, t
     table = (out/'table.md').read_text()
     assert all(f'| {k} |' in table for k in METHODS)
     header = next(l for l in table.splitlines() if l.startswith('| Method'))
@@ -150,3 +159,4 @@ def test_dvc_stage_as_declared(workdir, root, venv_bin):
     r = dvc('plots', 'show', '-o', 'plots_html'); assert r.returncode == 0, r.stdout + r.stderr
     html = (workdir/'plots_html/index.html').read_text()
     assert 'comparison.png' in html and 'distill.png' in html and 'vega' not in html.split('<body')[0].lower()
+    assert 'perception_distortion.png' in html

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch, torch.nn as nn
 from onestepsr.core import (
     ParamsError,
+    model2img,
     Registry,
     register_section,
     get_device,
@@ -22,18 +23,19 @@ from onestepsr.core import (
 from ..data import train_loader
 from ..degrade import DegradeConfig, make_degradation
 from ..infer import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pairs
-from ..losses import LOSSES, Batch, fill_outputs
+from ..imagestats import domain_line, domain_report, image_stats
+from ..losses import LOSSES, Batch, fill_outputs, logit_accuracies
 from ..nets.denoiser import Denoiser, load_denoiser, save_denoiser
 from ..nets.discriminator import DiscParams, build_discriminator
 from ..nets.downsampler import DownsamplerConfig, build_downsampler
-from ..ops import randn_like
+from ..ops import quantize, randn_like
 from ..samplers import sample
 from .loop import BatchReuse, LiveLogger, model_pair, train_loop
 
 # %% auto #0
 __all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'plan', 'generator_terms', 'make_batch', 'train_step',
            'DistillConfig', 'loss_options', 'build_nets', 'sections', 'Distiller', 'train_student', 'test_scores',
-           'save_outputs', 'distill']
+           'downsampled', 'lr_domain', 'save_outputs', 'distill']
 
 # %% ../../nbs/10_train.distill.ipynb #ed1ee5c8
 RECIPES = Registry('recipe')
@@ -145,7 +147,7 @@ def train_step(
     generator: torch.Generator | None = None,  # for the losses' own randomness
     clip: float = 1.0,  # gradient-norm clipping (0: none)
 ) -> dict[str, float]:  # every loss value
-    "One update of every network of the plan (`b` itself is left as it was, so a reused batch stays clean)."
+    "One update of every network of the plan; the loss values and the discriminators' accuracies (`b` is left clean)."
     b = dataclasses.replace(b, logits={} if any(n.startswith('D_') for n in p) else None)  # one D pass, both its losses
     sched, discs = nets['student'].schedule, [n for n in p if n.startswith('D_')]
     gens, terms = [n for n in p if n not in discs], generator_terms(p)
@@ -160,7 +162,7 @@ def train_step(
         _backward(sum(w * dv[k] for n in discs for k, w in p[n].items()), optims, discs)  # eqs. 3, 5
     for n in p:
         _step(optims[n], clip)
-    return {k: float(v.detach()) for k, v in {**vals, **dv}.items()}
+    return {**{k: float(v.detach()) for k, v in {**vals, **dv}.items()}, **logit_accuracies(b.logits)}
 
 # %% ../../nbs/10_train.distill.ipynb #e3213788
 @dataclasses.dataclass
@@ -327,6 +329,33 @@ def test_scores(
     return {k: r['mean'] for k, r in res.items()}, {k: r['sec_per_image'] for k, r in res.items()}
 
 
+@torch.no_grad()
+def downsampled(
+    G: nn.Module,  # the downsampler (diffusion or conv)
+    hr: torch.Tensor,  # N x 3 x H x W HR images in [0, 1]
+    seed: int = 0,  # seed of G's noise eps': the same noise at the start and at the end of a run
+    batch: int = 16,  # images per forward pass
+) -> torch.Tensor:  # N x 3 x H/s x W/s in [0, 1], on 8-bit levels as the real LR images are saved
+    "G's LR images of HR images (in eval mode; G's mode is restored)."
+    dev, mode = next(G.parameters()).device, G.training
+    g = torch.Generator(dev).manual_seed(seed)
+    G.eval()
+    out = [quantize(model2img(G(img2model(x.to(dev)), generator=g))).cpu() for x in hr.split(batch)]
+    G.train(mode)
+    return torch.cat(out)
+
+
+def lr_domain(
+    pairs: dict,  # from `load_pairs`: the real LR images and their HR images
+    start: dict,  # `image_stats` of G's LR images before training
+    end: dict,  # the same after training
+    kind: str = 'diffusion',  # the downsampler's kind, recorded
+) -> dict:  # metrics.json's `lr_domain`: the sets' summaries and the gaps from the real LR images
+    "How far G's LR images are from the real degraded ones at the start and at the end, statistic by statistic."
+    head = {'images': len(pairs['lr']), 'downsampler': kind, 'fake': "G of the test pairs' HR images"}
+    return head | domain_report(image_stats(pairs['lr']), G_start=start, G_end=end)
+
+# %% ../../nbs/10_train.distill.ipynb #9ad16fd7
 def save_outputs(cfg: DistillConfig, nets: dict, p: dict, stats: dict):
     "The student, G (when the plan trains it) and their configs, into the folders the section names."
     facts = {k: stats[k] for k in ('iterations', 'stopped_by')}
@@ -349,16 +378,23 @@ def distill(
     p = plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights)
     nets = {k: v.to(dev) for k, v in build_nets(teacher, p, deg.scale, disc, down).items()}
     loader = train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev)
+    P = load_pairs(cfg.pairs, 'test', deg.scale) if 'G' in nets else None  # G's LR images against the real ones
+    g0 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at iteration 0
     logger = LiveLogger(Path(cfg.results, 'live'))
     stats = train_student(nets, p, loader, cfg, deg.scale, logger)
     logger.close()
     save_outputs(cfg, nets, p, stats)
     test, secs = test_scores(teacher, nets['student'], cfg.pairs, deg.scale)
     train = {k: v for k, v in stats.items() if k not in ('minutes', 'sec_per_iter')}
-    write_json({'test': test, 'train': train, 'plan': p}, Path(cfg.results) / 'metrics.json')
+    g1 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at the end
+    dom = {'lr_domain': lr_domain(P, g0, g1, nets['G'].kwargs['kind'])} if P else {}
+    write_json({'test': test, 'train': train, 'plan': p, **dom}, Path(cfg.results) / 'metrics.json')
     timing = {'minutes': stats['minutes'], 'sec_per_iter': stats['sec_per_iter'], 'test_sec_per_image': secs}
     write_json(timing, Path(cfg.results) / 'timing.json')
     print(
         f"{section}: {stats['iterations']} iterations in {stats['minutes']:.1f} min; test PSNR-Y "
         + ', '.join(f"{k} {v['psnr']:.2f}" for k, v in test.items())
     )
+    if dom:
+        d = dom['lr_domain']
+        print(f"{section}: LR domain, {d['images']} test images, {d['downsampler']} G: {domain_line(d)}")
