@@ -229,7 +229,8 @@ def caption(
     "Table IV's caption from the numbers: the statistics, the primary metric and each of the paper's claims."
     metric, why = _primary(stats, primary)
     claims = [judge(stats, metric, a, b) for a, b in PAPER_ORDER]
-    held = [c for c in claims if c['held']]
+    held, judged = [c for c in claims if c['held']], [c for c in claims if c['held'] is not None]
+    skipped = f" ({len(claims) - len(judged)} not run)" if len(judged) < len(claims) else ''
     lines = [
         f"Mean ± sample std [min, max] over seeds (configured: {', '.join(map(str, seeds))}) of the one-step "
         "student on the test pairs; s/iter is the mean over seeds.",
@@ -238,7 +239,7 @@ def caption(
         "The paper's ordering (Table IV, CLIPIQA / MUSIQ on real-world sets): all_diffusion > all_conv > "
         f"distill_hr ≈ distill_lr > distill ('>': better). Here, on {NAMES[metric]} ({SPREAD_RULE}):\n",
         *[f'- {_verdict(c)}' for c in claims],
-        f"\nThe ordering held in {len(held)} of {len(claims)} claims, "
+        f"\nThe ordering held in {len(held)} of the {len(judged)} claims judged{skipped}, "
         f"{sum(bool(c['beyond_spread']) for c in held)} of them beyond the seed spread.",
     ]
     return '\n'.join(lines), {'primary': metric, 'primary_fallback': why, 'rule': SPREAD_RULE, 'claims': claims}
