@@ -1,4 +1,5 @@
-# onestepsr: `make repro` reruns the study, `make test` runs the whole suite. Both create .venv first.
+# onestepsr: `make repro` reruns the study, `make ablations` Table IV over seeds, `make test` runs the whole suite.
+# Each creates .venv first.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # DVC stages call `onestepsr ...`: run them with the venv's commands first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test lab export outputs package-model upscale-figures clean-nbs readme
+.PHONY: install repro ablations test lab export outputs package-model upscale-figures clean-nbs readme
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,12 @@ install: $(STAMP)
 repro: install
 	$(BIN)/dvc repro
 	@$(BIN)/onestepsr results
+
+# the second pipeline (ablations/dvc.yaml): Table IV, every row once per seed of `ablation.seeds`, and Table III's
+# cost table from results/bench/train.json; it reads the main chain's teacher and pairs (rerun first when stale)
+ablations: install
+	$(BIN)/dvc repro ablations/dvc.yaml
+	@cat results/ablation/table.md results/ablation/cost.md
 
 # two notebook workers on two cores: one OpenMP thread each (oversubscribed threads make small convs ~30x slower)
 test: install

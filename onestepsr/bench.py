@@ -8,7 +8,7 @@ import json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 import copy, dataclasses
-from .core import Registry, get_device, load_params, seed_everything, write_json
+from .core import Registry, atomic_write, get_device, load_params, seed_everything, write_json
 from .data import bundled_source, random_crops, train_loader
 from .degrade import DegradeConfig, make_degradation
 from .infer import diffusion_upscaler
@@ -21,8 +21,8 @@ from .upscale import Upsampler
 from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['BENCHES', 'machine', 'time_runs', 'bench', 'bench_degrade', 'bench_train', 'bench_infer', 'upscale_peak',
-           'bench_upscale']
+__all__ = ['BENCHES', 'COST_ROWS', 'COST_CLAIMS', 'machine', 'time_runs', 'bench', 'bench_degrade', 'trainable_params',
+           'bench_train', 'bench_infer', 'cost_table', 'upscale_peak', 'bench_upscale']
 
 # %% ../nbs/92_bench.ipynb #b1c06ef6
 BENCHES = Registry('benchmark')
@@ -139,14 +139,22 @@ def _contender(P: dict, params: str, sec: str, kind: str | None, reuse: int | No
     down = dataclasses.replace(down, kind=kind or down.kind)
     nets = {k: v.to(dev) for k, v in build_nets(_bench_teacher(P, cfg.teacher, dev), p, deg.scale, disc, down).items()}
     loader = train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev)
-    return Distiller(nets, p, loader, cfg, deg.scale), cfg
+    return Distiller(nets, p, loader, cfg, deg.scale), cfg, trainable_params(nets)
+
+
+def trainable_params(
+    nets: dict,  # role -> module, from `onestepsr.train.distill.build_nets`
+) -> dict:  # role -> trainable parameters (networks with none left out), and 'total'
+    "Parameters each network of a recipe trains (the frozen teacher, autoencoder and feature networks excluded)."
+    n = {k: sum(q.numel() for q in v.parameters() if q.requires_grad) for k, v in nets.items() if k != 'teacher'}
+    return {**{k: v for k, v in n.items() if v}, 'total': sum(n.values())}
 
 
 def _time_recipes(P: dict, params: str, iterations: int, rounds: int, reuse: int | None) -> dict:
     "Seconds per iteration of each contender, interleaved rounds in one process; `reuse` overrides `teacher_reuse`."
-    steps, times, n = {}, {k: [] for k in _CONTENDERS}, {}
+    steps, times, n, counts = {}, {k: [] for k in _CONTENDERS}, {}, {}
     for name, (sec, kind) in _CONTENDERS.items():
-        steps[name], cfg = _contender(P, params, sec, kind, reuse)
+        steps[name], cfg, counts[name] = _contender(P, params, sec, kind, reuse)
         n[name] = (-(-iterations // cfg.teacher_reuse) * cfg.teacher_reuse, cfg.teacher_reuse)  # whole teacher cycles
         for _ in range(cfg.teacher_reuse):  # warm-up: one cycle
             steps[name]()
@@ -159,6 +167,7 @@ def _time_recipes(P: dict, params: str, iterations: int, rounds: int, reuse: int
         'ratio_to_sinsr': {k: v / s['sinsr'] for k, v in s.items()},
         'rounds': times,
         'teacher_reuse': {k: r for k, (_, r) in n.items()},
+        'trainable_params': counts,
     }
 
 
@@ -237,6 +246,66 @@ def bench_infer(
         'baseline_device': 'cpu',
         'threads': torch.get_num_threads(),
     }
+
+# %% ../nbs/92_bench.ipynb #7853d557
+COST_ROWS = {  # `bench train` contender -> (Table III's row, the paper's s/iter on an A100, its iterations)
+    'sinsr': ('SinSR', 4.55, '30k'),
+    'colearning_diffusion': ('ours (diffusion-based downsampler)', 6.63, '20k'),
+    'colearning_conv': ('ours (conv-based downsampler)', 4.24, '20k'),
+}
+COST_CLAIMS = (('sinsr', 'colearning_diffusion'), ('colearning_conv', 'sinsr'))  # (shorter, longer) in the paper
+
+
+def _cost_line(k: str, res: dict) -> str:
+    "One row of Table III: s/iter and ratios here (both protocols), trainable parameters, the paper's figures."
+    name, paper_s, paper_it = COST_ROWS[k]
+    pp, n = res.get('paper_protocol'), (res.get('trainable_params') or {}).get(k)
+    here = [f"{res['sec_per_iter'][k]:.3f}", f"{res['ratio_to_sinsr'][k]:.2f}x"]
+    fresh = [f"{pp['sec_per_iter'][k]:.3f}", f"{pp['ratio_to_sinsr'][k]:.2f}x"] if pp else ['-', '-']
+    paper = [f'{paper_s:.2f}', f"{paper_s / COST_ROWS['sinsr'][1]:.2f}x", paper_it]
+    return '| ' + ' | '.join([name, *here, *fresh, f"{n['total'] / 1e6:.3f} M" if n else 'not recorded', *paper]) + ' |'
+
+
+def _cost_caption(res: dict) -> str:
+    "The machine, the protocol and the paper's claims, held or not, from the numbers."
+    m, pp = res.get('machine') or {}, res.get('paper_protocol') or res
+    where = m.get('cuda') or f"{res.get('device', 'cpu')} ({m.get('cpu_count')} cores, {res.get('threads')} threads)"
+    said = []
+    for a, b in COST_CLAIMS:
+        r = pp['sec_per_iter'][b] / pp['sec_per_iter'][a]
+        said.append(f"{COST_ROWS[a][0]} shorter than {COST_ROWS[b][0]}: {'held' if r > 1 else 'did not hold'} "
+                    f"({b} / {a} = {r:.2f}x here, {COST_ROWS[b][1] / COST_ROWS[a][1]:.2f}x in the paper)")
+    return (
+        f"Seconds per training iteration on {where}, torch {m.get('torch')}, 1-min load average "
+        f"{m.get('load_average_1min', float('nan')):.2f}: batch {res.get('batch_size')}, HR crop {res.get('crop')}, "
+        f"the fastest of {len(next(iter(res['rounds'].values())))} interleaved rounds (`onestepsr bench train`); "
+        f"'shared': one teacher trajectory per {res['teacher_reuse']['sinsr']} iterations (the CPU defaults), "
+        "'fresh': a new one every iteration (the paper's protocol). Peak memory: not recorded (one process times "
+        "all three recipes, so its peak is not per recipe)."
+        + ('' if res.get('trainable_params') else " Trainable parameters: not recorded by the bench run that wrote "
+           "this JSON (`bench train` records them since they were added: rerun it).")
+        + " Paper: Table III, an NVIDIA A100.\n\n"
+        "The paper's claims, on the fresh protocol: " + '; '.join(said) + '.'
+    )
+
+
+def cost_table(
+    bench: str = 'results/bench/train.json',  # the JSON `onestepsr bench train` wrote
+    out: str | None = 'results/ablation/cost.md',  # where to write the table (None: only return it)
+) -> str:  # the markdown table and its caption
+    "Table III from `bench train`'s measurements: s/iter, ratios to SinSR, trainable parameters, the paper's."
+    res = json.loads(Path(bench).read_text())
+    lines = [
+        '| method | s/iter shared | ratio shared | s/iter fresh | ratio fresh | trainable params '
+        '| paper s/iter | paper ratio | paper iterations |',
+        '|---|---|---|---|---|---|---|---|---|',
+        *[_cost_line(k, res) for k in COST_ROWS],
+    ]
+    text = '\n'.join(lines) + '\n\n' + _cost_caption(res) + '\n'
+    if out:
+        atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+        print(text)
+    return text
 
 # %% ../nbs/92_bench.ipynb #fb633aa8
 def _upscale_models(params: str) -> tuple:

@@ -30,9 +30,13 @@ COMMANDS = {  # name -> ('module:function', one-line help)
     'ablate': ('onestepsr.train.ablate:ablate', 'one row of the Table IV ablation (loss paths, downsampler kind)'),
     'ablation_table': (
         'onestepsr.train.ablate:ablation_table',
-        'gather the ablation rows into results/ablation/table.md',
+        'Table IV: the ablation runs, mean and spread over seeds, into results/ablation/table.md and metrics.json',
     ),
     'bench': ('onestepsr.bench:bench', 'run a speed benchmark (degrade, train, infer), write results/bench/NAME.json'),
+    'cost_table': (
+        'onestepsr.bench:cost_table',
+        "Table III from `bench train`'s results/bench/train.json into results/ablation/cost.md",
+    ),
     'evaluate': (
         'onestepsr.evaluate:evaluate',
         'every method on the same test pairs (and real-world images): metrics, table, figures (results/evaluate)',

@@ -65,9 +65,11 @@ def test_dvc_stages_depend_on_the_code_they_run(root):
     "A change to any library file a stage runs makes `dvc repro` rerun that stage."
     import re, yaml
     from onestepsr.cli import COMMANDS
-    for name, st in yaml.safe_load((root/'dvc.yaml').read_text())['stages'].items():
+    stages = {f'{f}:{k}': v for f in ('dvc.yaml', 'ablations/dvc.yaml')  # the main chain and the second pipeline
+              for k, v in yaml.safe_load((root/f).read_text())['stages'].items()}
+    for name, st in stages.items():
         st = st.get('do', st); cmd = st['cmd'].split('&&')[-1].split()
         if cmd[0] == 'onestepsr': mods = [COMMANDS[cmd[1]][0].split(':')[0]]
         else: mods = re.findall(r'from (onestepsr[\w.]*) import', (root/next(c for c in cmd if c.endswith('.ipynb'))).read_text())
         missing = set().union(*(_code_of(root, m) for m in mods)) - set(st['deps'])
-        assert not missing, f'dvc.yaml stage {name!r} runs {sorted(missing)} without listing them in its deps'
+        assert not missing, f'stage {name!r} runs {sorted(missing)} without listing them in its deps'
