@@ -372,10 +372,18 @@ class _Batches(torch.utils.data.IterableDataset):
         self.seed, self.device = seed, device
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        g = torch.Generator().manual_seed(self.seed * 1000 + (info.id if info else 0))
-        while True:
-            hr = random_crops(self.imgs, self.crop, self.bs, g).to(self.device)
-            yield {'hr': hr, 'lr': self.deg(hr, g)}
+        return _Stream(self, torch.Generator().manual_seed(self.seed * 1000 + (info.id if info else 0)))
+
+class _Stream:
+    "The batches of `_Batches` from one generator; its position is its state (`state_dict` for resuming a run)."
+    def __init__(self, ds, g): self.ds, self.g = ds, g
+    def __iter__(self): return self
+    def __next__(self):
+        ds = self.ds
+        hr = random_crops(ds.imgs, ds.crop, ds.bs, self.g).to(ds.device)
+        return {'hr': hr, 'lr': ds.deg(hr, self.g)}
+    def state_dict(self)->dict: return {'generator': self.g.get_state()}
+    def load_state_dict(self, state:dict): self.g.set_state(state['generator'])
 
 def train_loader(hr_dir:str|Path='data/hr', # the folder `prepare` wrote
                  crop:int=64, # HR crop size (LR is crop / scale)

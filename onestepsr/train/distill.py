@@ -17,6 +17,7 @@ from onestepsr.core import (
     load_params,
     save_checkpoint,
     seed_everything,
+    sha256sum,
     typed,
     write_json,
 )
@@ -30,7 +31,8 @@ from ..nets.discriminator import DiscParams, build_discriminator
 from ..nets.downsampler import DownsamplerConfig, build_downsampler
 from ..ops import quantize, randn_like
 from ..samplers import sample
-from .loop import BatchReuse, LiveLogger, model_pair, train_loop
+from .checkpoint import run_checkpointer
+from .loop import BatchReuse, Guard, LiveLogger, finite, model_pair, train_loop
 
 # %% auto #0
 __all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'plan', 'generator_terms', 'make_batch', 'train_step',
@@ -160,6 +162,8 @@ def train_step(
     _backward(sum(w * vals[k] for k, w in terms.items()), optims, gens, retain=bool(discs))  # eqs. 7-8
     if discs:
         _backward(sum(w * dv[k] for n in discs for k, w in p[n].items()), optims, discs)  # eqs. 3, 5
+    if not finite([*vals.values(), *dv.values()], [q for n in p for q in _params(optims[n])]):
+        return {'skipped': 1.0}  # the guard: a non-finite loss or gradient updates nothing
     for n in p:
         _step(optims[n], clip)
     return {**{k: float(v.detach()) for k, v in {**vals, **dv}.items()}, **logit_accuracies(b.logits)}
@@ -193,6 +197,9 @@ class DistillConfig:
     log_every: int = 25  # iterations between logged losses
     seed: int = 0  # seed of the batches, the noise and the networks
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', ...
+    checkpoint_every: int = 0  # iterations between resume checkpoints in checkpoints/OUT (0: none)
+    max_skips: int = 3  # non-finite steps in a row before rolling back to the last checkpoint
+    lr_decay: float = 0.5  # learning-rate factor at each rollback
 
 
 RECIPE_SECTIONS = ('distill', 'sinsr')  # the sections of params.yaml that configure a recipe
@@ -289,12 +296,19 @@ class Distiller:
         dev = next(nets['student'].parameters()).device
         self.nets, self.p, self.cfg, self.opts = nets, p, cfg, loss_options(cfg)
         self.optims = {n: _optimizer(nets[n], n, cfg) for n in p}
-        self.g = torch.Generator(dev).manual_seed(cfg.seed)
+        self.g, self.loader, self.lr_scale = torch.Generator(dev).manual_seed(cfg.seed), loader, 1.0
+        self.base = {n: o.param_groups[0]['lr'] for n, o in self.optims.items()}  # lr_scale: the guard lowers it
         need = any(k in TEACHER_TERMS for k in generator_terms(p))
         make = lambda: make_batch(nets, {k: v.to(dev) for k, v in next(loader).items()}, scale, self.g, need)
         self.batches = BatchReuse(make, cfg.teacher_reuse)
 
+    def state(self) -> dict:  # the run's stateful objects (`train_loop`'s resume checkpoints)
+        opts = {f'opt_{n}': o for n, o in self.optims.items()}
+        return {**{n: self.nets[n] for n in self.p}, **opts, 'g': self.g, 'loader': self.loader, 'batches': self.batches}
+
     def __call__(self, i: int = 0) -> dict:  # the iteration index (unused: the state is in the object) -> loss values
+        for n, o in self.optims.items():
+            o.param_groups[0]['lr'] = self.base[n] * self.lr_scale
         return train_step(self.nets, self.optims, self.p, next(self.batches), self.opts, self.g, self.cfg.clip)
 
 
@@ -306,10 +320,12 @@ def train_student(
     scale: int,  # the SR factor
     logger=None,  # a `LiveLogger` (or None): the losses every `cfg.log_every` iterations
     progress: bool = True,  # show a progress bar
+    ckpt=None,  # a `onestepsr.train.checkpoint.Checkpointer`: resume from it and write to it (None: none)
 ) -> dict:  # iterations, minutes, seconds per iteration, what stopped the run
     "Train every network of the plan for `cfg.iterations` iterations (`cfg.max_minutes` only guards)."
-    step = Distiller(nets, p, loader, cfg, scale)
-    return train_loop(step, cfg.iterations, cfg.max_minutes, cfg.recipe, logger, cfg.log_every, progress=progress)
+    step, guard = Distiller(nets, p, loader, cfg, scale), Guard(cfg.max_skips, cfg.lr_decay)
+    args = (cfg.iterations, cfg.max_minutes, cfg.recipe, logger, cfg.log_every, (), progress, ckpt, guard)
+    return train_loop(step, *args)
 
 # %% ../../nbs/10_train.distill.ipynb #4c6eed48
 def test_scores(
@@ -381,9 +397,14 @@ def distill(
     P = load_pairs(cfg.pairs, 'test', deg.scale) if 'G' in nets else None  # G's LR images against the real ones
     g0 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at iteration 0
     logger = LiveLogger(Path(cfg.results, 'live'))
-    stats = train_student(nets, p, loader, cfg, deg.scale, logger)
+    run = {'distill': dataclasses.asdict(cfg), 'degrade': deg, 'disc': disc, 'downsampler': down,
+           'teacher': sha256sum(Path(cfg.teacher, 'model.safetensors'))}  # the resume key
+    ckpt = run_checkpointer(cfg.checkpoint_every, cfg.out, run, cfg.teacher_reuse)
+    stats = train_student(nets, p, loader, cfg, deg.scale, logger, ckpt=ckpt)
     logger.close()
     save_outputs(cfg, nets, p, stats)
+    if ckpt is not None and stats['stopped_by'] == 'iterations':
+        ckpt.clear()
     test, secs = test_scores(teacher, nets['student'], cfg.pairs, deg.scale)
     train = {k: v for k, v in stats.items() if k not in ('minutes', 'sec_per_iter')}
     g1 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at the end

@@ -14,7 +14,7 @@ from ..infer import condition
 from ..nets.autoencoder import IdentityAutoencoder
 
 # %% auto #0
-__all__ = ['model_pair', 'space_pair', 'BatchReuse', 'EMA', 'lr_factor', 'LiveLogger', 'train_loop']
+__all__ = ['model_pair', 'space_pair', 'BatchReuse', 'EMA', 'lr_factor', 'LiveLogger', 'finite', 'Guard', 'train_loop']
 
 # %% ../../nbs/06a_train.loop.ipynb #16a93ec5
 def model_pair(
@@ -61,6 +61,12 @@ class BatchReuse:
         self.n += 1
         return self.held
 
+    def state_dict(self) -> dict:  # the position (the held batch is not stored)
+        return {'n': self.n}
+
+    def load_state_dict(self, state: dict):  # mid-cycle (after skipped steps): the next call makes a fresh batch
+        self.n, self.held = (state['n'] if state['n'] % self.reuse == 0 else 0), None
+
 # %% ../../nbs/06a_train.loop.ipynb #7696dbe4
 class EMA:
     "Exponential moving average of a model's parameters (buffers copied), with a warmed-up decay."
@@ -81,6 +87,13 @@ class EMA:
             e.lerp_(p.detach(), 1 - d)  # e = d e + (1 - d) p
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
+
+    def state_dict(self) -> dict:  # the average's weights and the update count
+        return {'model': self.model.state_dict(), 'n': self.n}
+
+    def load_state_dict(self, state: dict):  # from `state_dict`
+        self.model.load_state_dict(state['model'])
+        self.n = state['n']
 
 
 def lr_factor(
@@ -117,6 +130,73 @@ class LiveLogger:
         "Write the summary and close the logger."
         self.live.end()
 
+# %% ../../nbs/06a_train.loop.ipynb #1c5aaf16
+def finite(
+    losses,  # the loss tensors of the step
+    params,  # the parameters about to be updated (their .grad is checked)
+) -> bool:  # every loss and gradient is finite
+    "Are the step's losses and gradients free of NaN and inf?"
+    ts = [l.detach() for l in losses] + [q.grad for q in params if q.grad is not None]
+    return all(bool(torch.isfinite(t).all()) for t in ts)
+
+
+class Guard:
+    "Counts skipped (non-finite) steps; after `max_skips` in a row: roll back and lower the learning rate."
+
+    def __init__(
+        self,
+        max_skips: int = 3,  # skipped steps in a row before a rollback (0: never roll back)
+        lr_decay: float = 0.5,  # the factor on the learning rate at each rollback
+    ):
+        self.max_skips, self.lr_decay, self.row, self.skipped, self.rollbacks = max_skips, lr_decay, 0, 0, 0
+
+    def see(
+        self,
+        it: int,  # the iteration
+        vals: dict,  # what the step returned
+        desc: str = 'train',  # the messages' prefix
+        logger=None,  # where `train/skipped` (the skips so far) goes
+    ) -> bool:  # roll back now?
+        "Record one step's outcome; True when the run must roll back."
+        if not vals.get('skipped'):
+            self.row = 0
+            return False
+        self.row, self.skipped = self.row + 1, self.skipped + 1
+        if logger is not None:
+            logger.log(it, {'train/skipped': float(self.skipped)})
+        print(f"{desc}: iteration {it}: a non-finite loss or gradient; the step was skipped ({self.row} in a row)",
+              file=sys.stderr)
+        return bool(self.max_skips) and self.row >= self.max_skips
+
+
+def _rollback(step, ckpt, guard: Guard, it: int, desc: str) -> int:  # -> the iteration to continue from
+    "Back to the last checkpoint (if any) with a lower learning rate."
+    path = ckpt.latest() if ckpt is not None else None
+    back = _load(step, ckpt, path) if path is not None else it
+    step.lr_scale *= guard.lr_decay
+    guard.row, guard.rollbacks = 0, guard.rollbacks + 1
+    print(f"{desc}: {guard.max_skips} skipped steps in a row at iteration {it}: rolled back to iteration {back} "
+          f"({path or 'no checkpoint'}), learning rate x{step.lr_scale:g}", file=sys.stderr)
+    return back
+
+
+def _load(step, ckpt, path) -> int:  # -> the checkpoint's iteration
+    "Restore the step's objects and its learning-rate scale from a checkpoint."
+    it, extra = ckpt.load(path, step.state())
+    if hasattr(step, 'lr_scale'):
+        step.lr_scale = extra.get('lr_scale', 1.0)
+    return it
+
+
+def _resume(step, ckpt, desc: str) -> int:  # -> the iteration to start from
+    "Restore the newest checkpoint of the run, if any."
+    path = ckpt.latest() if ckpt is not None else None
+    if path is None:
+        return 0
+    it = _load(step, ckpt, path)
+    print(f"{desc}: resumed at iteration {it} from {path}", file=sys.stderr)
+    return it
+
 # %% ../../nbs/06a_train.loop.ipynb #6bbcafbd
 def _stop_warning(desc: str, it: int, iterations: int, max_minutes: float) -> str:
     "The loud message of a run that the wall-clock guard stopped early."
@@ -129,6 +209,18 @@ def _stop_warning(desc: str, it: int, iterations: int, max_minutes: float) -> st
     return msg
 
 
+def _after(it: int, vals: dict, logger, log_every: int, hooks, ckpt, step):
+    "Log, run the hooks and write the checkpoint due after iteration `it`."
+    if logger is not None and log_every and it % log_every == 0:
+        logger.log(it, {f'train/{k}': v for k, v in vals.items()})
+    for every, fn in hooks:
+        out = fn(it) if every and it % every == 0 else None
+        if out and logger is not None:
+            logger.log(it, out)
+    if ckpt is not None and it % ckpt.every == 0:
+        ckpt.save(it, step.state(), {'lr_scale': getattr(step, 'lr_scale', 1.0)})
+
+
 def train_loop(
     step: Callable,  # step(i) runs iteration i (0-based) and returns {name: float} to log
     iterations: int,  # the iterations to run
@@ -138,27 +230,32 @@ def train_loop(
     log_every: int = 25,  # iterations between logged values (0: none)
     hooks: list = (),  # (every, fn): fn(i) after iteration i when i % every == 0; its dict is logged
     progress: bool = True,  # show a tqdm progress bar
-) -> dict:  # iterations, minutes, sec_per_iter, stopped_by
+    ckpt=None,  # a `Checkpointer`: resume from its newest checkpoint, write one every `ckpt.every` (needs step.state)
+    guard: Guard | None = None,  # the stability guard (None: a `Guard()`); a rollback needs step.lr_scale
+) -> dict:  # iterations, minutes, sec_per_iter, stopped_by (+ skipped, rollbacks, resumed_from when they happened)
     "Run `step` for `iterations` iterations; the wall clock only guards."
-    t0, it = time.perf_counter(), 0
-    with tqdm(total=iterations, desc=desc, disable=not progress, mininterval=5, leave=False) as bar:
+    guard = guard or Guard()
+    t0 = time.perf_counter()
+    it = start = _resume(step, ckpt, desc)
+    with tqdm(total=iterations, initial=it, desc=desc, disable=not progress, mininterval=5, leave=False) as bar:
         while it < iterations and time.perf_counter() - t0 < max_minutes * 60:
             vals = step(it)
+            if guard.see(it, vals, desc, logger):
+                it = bar.n = _rollback(step, ckpt, guard, it, desc)
+            if vals.get('skipped'):  # nothing was updated: the iteration is done again
+                continue
             it += 1
             bar.update()
-            if logger is not None and log_every and it % log_every == 0:
-                logger.log(it, {f'train/{k}': v for k, v in vals.items()})
-            for every, fn in hooks:
-                out = fn(it) if every and it % every == 0 else None
-                if out and logger is not None:
-                    logger.log(it, out)
+            _after(it, vals, logger, log_every, hooks, ckpt, step)
     dt = time.perf_counter() - t0
     stats = {
         'iterations': it,
         'minutes': dt / 60,
-        'sec_per_iter': dt / max(it, 1),
+        'sec_per_iter': dt / max(it - start, 1),
         'stopped_by': 'iterations' if it >= iterations else 'max_minutes',
     }
+    stats |= {k: v for k, v in (('skipped', guard.skipped), ('rollbacks', guard.rollbacks)) if v}
+    stats |= {'resumed_from': start} if start else {}
     if it < iterations:
         stats['warning'] = _stop_warning(desc, it, iterations, max_minutes)
     return stats

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses, math
 from pathlib import Path
 import torch, torch.nn as nn
-from ..core import Registry, get_device, register_section, load_section, seed_everything, write_json
+from ..core import Registry, get_device, register_section, load_params, load_section, seed_everything, write_json
 from ..data import train_loader
 from ..degrade import DegradeConfig, make_degradation
 from ..infer import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pairs
@@ -16,7 +16,8 @@ from ..metrics import build_metrics
 from ..nets.denoiser import Denoiser, load_autoencoder_of, load_denoiser, save_denoiser
 from ..nets.unet import UNet, net_cost
 from ..schedules import load_schedule
-from .loop import EMA, LiveLogger, lr_factor, model_pair, space_pair, train_loop
+from .checkpoint import run_checkpointer
+from .loop import EMA, Guard, LiveLogger, finite, lr_factor, model_pair, space_pair, train_loop
 
 # %% auto #0
 __all__ = ['T_SAMPLERS', 'TIMING', 'TeacherConfig', 'UniformSampler', 'LossAwareSampler', 'teacher_loss', 'evaluate_teacher',
@@ -48,6 +49,9 @@ class TeacherConfig:
     eval_batch: int = 16  # images per batch when sampling the evaluation pairs
     seed: int = 0  # seed of the network, the batches, the timesteps and the noise
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', ...
+    checkpoint_every: int = 0  # iterations between resume checkpoints in checkpoints/OUT (0: none)
+    max_skips: int = 3  # non-finite steps in a row before rolling back to the last checkpoint
+    lr_decay: float = 0.5  # learning-rate factor at each rollback
     threads: int = 0  # torch CPU threads (0: torch's default, one per core)
     workers: int = 0  # data-loader worker processes
 
@@ -76,6 +80,12 @@ class UniformSampler:
     def update(self, t: torch.Tensor, losses: torch.Tensor):  # per-sample losses seen at steps t
         pass
 
+    def state_dict(self) -> dict:  # nothing: the uniform sampler has no state
+        return {}
+
+    def load_state_dict(self, state: dict):
+        pass
+
 
 class LossAwareSampler(UniformSampler):
     "Improved DDPM's importance sampling: p(t) ~ sqrt(E[L_t^2]) over each step's recent losses, 10 % uniform."
@@ -95,10 +105,17 @@ class LossAwareSampler(UniformSampler):
         t = torch.multinomial(p, n, replacement=True, generator=generator) + 1
         return t, 1 / (self.T * p[t - 1])
 
-    def update(self, t, losses):
+    def update(self, t, losses):  # a non-finite loss (a step the guard skips) is not recorded
         for i, l in zip(t.tolist(), losses.float().cpu().tolist()):
-            self.hist[i - 1] = torch.cat([self.hist[i - 1, 1:], torch.tensor([l])])
-            self.count[i - 1] += 1
+            if math.isfinite(l):
+                self.hist[i - 1] = torch.cat([self.hist[i - 1, 1:], torch.tensor([l])])
+                self.count[i - 1] += 1
+
+    def state_dict(self) -> dict:  # the loss history (for resume checkpoints)
+        return {'hist': self.hist, 'count': self.count}
+
+    def load_state_dict(self, state: dict):
+        self.hist, self.count = state['hist'].clone(), state['count'].clone()
 
 
 T_SAMPLERS = Registry('timestep sampler')
@@ -174,17 +191,30 @@ class TeacherStep:
         self.model, self.loader, self.cfg, self.scale, self.smooth = model, loader, cfg, scale, None
         self.g, self.ts = torch.Generator().manual_seed(cfg.seed), T_SAMPLERS[cfg.t_sampler](model.schedule.T)
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.ema = EMA(model, cfg.ema)
+        self.ema, self.lr_scale = EMA(model, cfg.ema), 1.0  # lr_scale: lowered by the guard's rollbacks
+
+    def state(self) -> dict:  # the run's stateful objects (`train_loop`'s resume checkpoints)
+        names = ('model', 'opt', 'ema', 'g', 'loader')
+        return {**{k: getattr(self, k) for k in names}, 'sampler': self.ts, 'step': self}
+
+    def state_dict(self) -> dict:  # the smoothed loss
+        return {'smooth': self.smooth}
+
+    def load_state_dict(self, state: dict):
+        self.smooth = state['smooth']
 
     def __call__(self, i: int) -> dict:  # iteration i (0-based) -> {'loss': smoothed, 'lr': this step's}
         cfg = self.cfg
-        lr = cfg.lr * lr_factor(i, i / cfg.iterations, cfg.warmup, cfg.lr_final)
+        lr = cfg.lr * lr_factor(i, i / cfg.iterations, cfg.warmup, cfg.lr_final) * self.lr_scale
         for grp in self.opt.param_groups:
             grp['lr'] = lr
         x0, y = space_pair(self.model.autoencoder, next(self.loader), self.scale)
         loss = teacher_loss(self.model, x0, y, self.g, cfg.weighting, self.ts)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if not finite([loss], self.model.parameters()):  # the guard: nothing is updated
+            self.opt.zero_grad(set_to_none=True)
+            return {'skipped': 1.0}
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.opt.step()
@@ -202,8 +232,11 @@ def train_teacher(
     val_pairs: dict | None = None,  # fixed pairs (`load_pairs`) for validation PSNR every `cfg.val_every`
     logger=None,  # a `LiveLogger` (or None)
     progress: bool = True,  # show a tqdm progress bar
+    ckpt=None,  # a `onestepsr.train.checkpoint.Checkpointer`: resume from it and write to it (None: none)
 ) -> tuple[Denoiser, dict]:  # (the EMA model, facts about the run)
     "Train the teacher for `cfg.iterations` steps (`cfg.max_minutes` only guards)."
+    if ckpt is not None and cfg.workers:
+        raise ValueError("teacher: checkpoint_every needs workers: 0 (a worker process's data stream is not restorable)")
     step = TeacherStep(model, loader, cfg, scale)
 
     def validate(i):
@@ -212,7 +245,10 @@ def train_teacher(
 
     hooks = [(cfg.val_every, validate)] if val_pairs else []
     model.train()
-    facts = train_loop(step, cfg.iterations, cfg.max_minutes, 'teacher', logger, cfg.log_every, hooks, progress)
+    guard = Guard(cfg.max_skips, cfg.lr_decay)
+    facts = train_loop(
+        step, cfg.iterations, cfg.max_minutes, 'teacher', logger, cfg.log_every, hooks, progress, ckpt, guard
+    )
     return step.ema.model.eval(), {**facts, 'final_loss': step.smooth}
 
 # %% ../../nbs/06_train.teacher.ipynb #dbf63a4a
@@ -255,11 +291,16 @@ def _trained(params: str, cfg: TeacherConfig, deg, hr: str, out: str, results: s
     model = Denoiser(UNet(**unet), schedule, cfg.precond, sigma, ae).to(dev)
     val = load_pairs(pairs, 'val', deg.scale) if (Path(pairs) / 'val' / 'lr').is_dir() else None
     logger = LiveLogger(Path(results) / 'live')
-    ema, facts = train_teacher(model, loader, cfg, deg.scale, val, logger)
+    run = dict(teacher=dataclasses.asdict(cfg), degrade=dataclasses.asdict(deg), unet=unet, hr=str(hr),
+               schedule=load_params(params).get('schedule'))  # what the run's result depends on: its resume key
+    ckpt = run_checkpointer(cfg.checkpoint_every, out, run)
+    ema, facts = train_teacher(model, loader, cfg, deg.scale, val, logger, ckpt=ckpt)
     logger.close()
     m, timing = _teacher_results(ema, cfg, facts, sigma, pairs, deg.scale)
     extra = dict(m['train'], sigma_data=sigma, params=m['net']['params'], teacher=dataclasses.asdict(cfg))
     save_denoiser(out, ema, extra)
+    if ckpt is not None and facts['stopped_by'] == 'iterations':
+        ckpt.clear()  # the model is saved: the resume checkpoints are no longer needed
     return ema, m, timing
 
 
