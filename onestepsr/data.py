@@ -365,24 +365,19 @@ def random_crops(imgs:list[torch.Tensor], # 3 x H x W uint8 images
 
 # %% ../nbs/01_data.ipynb #265093b8
 class _Batches(torch.utils.data.IterableDataset):
-    "Endless batches of random crops and their degradation."
+    "Endless batches of random crops and their degradation; the generator's state is the stream's position."
     def __init__(self, imgs, crop, batch_size, degradation, seed, device):
         super().__init__()
         self.imgs, self.crop, self.bs, self.deg = imgs, crop, batch_size, degradation
         self.seed, self.device = seed, device
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        return _Stream(self, torch.Generator().manual_seed(self.seed * 1000 + (info.id if info else 0)))
-
-class _Stream:
-    "The batches of `_Batches` from one generator; its position is its state (`state_dict` for resuming a run)."
-    def __init__(self, ds, g): self.ds, self.g = ds, g
-    def __iter__(self): return self
+        self.g = torch.Generator().manual_seed(self.seed * 1000 + (info.id if info else 0))
+        return self
     def __next__(self):
-        ds = self.ds
-        hr = random_crops(ds.imgs, ds.crop, ds.bs, self.g).to(ds.device)
-        return {'hr': hr, 'lr': ds.deg(hr, self.g)}
-    def state_dict(self)->dict: return {'generator': self.g.get_state()}
+        hr = random_crops(self.imgs, self.crop, self.bs, self.g).to(self.device)
+        return {'hr': hr, 'lr': self.deg(hr, self.g)}
+    def state_dict(self)->dict: return {'generator': self.g.get_state()}  # for resume checkpoints
     def load_state_dict(self, state:dict): self.g.set_state(state['generator'])
 
 def train_loader(hr_dir:str|Path='data/hr', # the folder `prepare` wrote

@@ -303,8 +303,8 @@ class Distiller:
         self.batches = BatchReuse(make, cfg.teacher_reuse)
 
     def state(self) -> dict:  # the run's stateful objects (`train_loop`'s resume checkpoints)
-        opts = {f'opt_{n}': o for n, o in self.optims.items()}
-        return {**{n: self.nets[n] for n in self.p}, **opts, 'g': self.g, 'loader': self.loader, 'batches': self.batches}
+        return {**{n: self.nets[n] for n in self.p}, **{f'opt_{n}': o for n, o in self.optims.items()},
+                'g': self.g, 'loader': self.loader, 'batches': self.batches}
 
     def __call__(self, i: int = 0) -> dict:  # the iteration index (unused: the state is in the object) -> loss values
         for n, o in self.optims.items():
@@ -403,8 +403,7 @@ def distill(
     stats = train_student(nets, p, loader, cfg, deg.scale, logger, ckpt=ckpt)
     logger.close()
     save_outputs(cfg, nets, p, stats)
-    if ckpt is not None and stats['stopped_by'] == 'iterations':
-        ckpt.clear()
+    _ = ckpt.clear() if ckpt is not None and stats['stopped_by'] == 'iterations' else None  # the models are saved
     test, secs = test_scores(teacher, nets['student'], cfg.pairs, deg.scale)
     train = {k: v for k, v in stats.items() if k not in ('minutes', 'sec_per_iter')}
     g1 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at the end
