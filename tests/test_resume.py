@@ -66,6 +66,8 @@ def test_teacher_killed_with_sigkill_resumes_bit_identical(workdir):
     assert r.returncode == 0, r.stderr[-2000:]
     assert f'resumed at iteration {int(ck[0].name[5:])}' in r.stderr, r.stderr[-2000:]
     assert not ckdir.exists()                                             # a finished run leaves no checkpoints
+    rows = Path('results/teacher/live/plots/metrics/train/loss.tsv').read_text().splitlines()
+    assert rows[1].split('\t')[rows[0].split('\t').index('step')] == '10', rows[:3]  # the logs before the kill are kept
     resumed = _weights('models/teacher')
     P = yaml.safe_load(Path('params.yaml').read_text())
     P['teacher']['checkpoint_every'] = 0

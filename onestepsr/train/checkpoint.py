@@ -143,8 +143,10 @@ class Checkpointer:
             return None
         meta = _read_meta(found[-1])
         if meta['config_hash'] != self.hash:
-            print(f"{found[-1]}: written for other settings (config hash {meta['config_hash']}, now {self.hash}): "
-                  "ignored, starting afresh")
+            if getattr(self, '_said', None) != found[-1]:
+                self._said = found[-1]
+                print(f"{found[-1]}: written for other settings (config hash {meta['config_hash']}, "
+                      f"now {self.hash}): ignored, starting afresh")
             return None
         return found[-1]
 
@@ -157,6 +159,10 @@ class Checkpointer:
             raise ValueError(f"{path / 'state.safetensors'}: unreadable resume checkpoint ({e})") from None
         restore(objects, unflatten(meta['tree'], tensors))
         return meta['iteration'], meta['extra']
+
+    def resumes(self) -> bool:  # is there a checkpoint to resume from?
+        "True when the run will resume (e.g. to keep its logs)."
+        return self.latest() is not None
 
     def clear(self):
         "Remove the run's checkpoints (the run is done)."

@@ -396,14 +396,15 @@ def distill(
     loader = train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev)
     P = load_pairs(cfg.pairs, 'test', deg.scale) if 'G' in nets else None  # G's LR images against the real ones
     g0 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at iteration 0
-    logger = LiveLogger(Path(cfg.results, 'live'))
     run = {'distill': dataclasses.asdict(cfg), 'degrade': deg, 'disc': disc, 'downsampler': down,
            'teacher': sha256sum(Path(cfg.teacher, 'model.safetensors'))}  # the resume key
     ckpt = run_checkpointer(cfg.checkpoint_every, cfg.out, run, cfg.teacher_reuse)
+    logger = LiveLogger(Path(cfg.results, 'live'), resume=ckpt is not None and ckpt.resumes())
     stats = train_student(nets, p, loader, cfg, deg.scale, logger, ckpt=ckpt)
     logger.close()
     save_outputs(cfg, nets, p, stats)
-    _ = ckpt.clear() if ckpt is not None and stats['stopped_by'] == 'iterations' else None  # the models are saved
+    if ckpt is not None and stats['stopped_by'] == 'iterations':
+        ckpt.clear()  # the models are saved
     test, secs = test_scores(teacher, nets['student'], cfg.pairs, deg.scale)
     train = {k: v for k, v in stats.items() if k not in ('minutes', 'sec_per_iter')}
     g1 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at the end

@@ -111,10 +111,14 @@ def lr_factor(
 class LiveLogger:
     "Scalars logged through dvclive into `folder`."
 
-    def __init__(self, folder: str | Path):  # the dvclive folder (e.g. results/teacher/live)
+    def __init__(
+        self,
+        folder: str | Path,  # the dvclive folder (e.g. results/teacher/live)
+        resume: bool = False,  # keep the rows already there (a run resumed from a checkpoint)
+    ):
         from dvclive import Live
 
-        self.live = Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None)
+        self.live = Live(dir=str(folder), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
 
     def log(
         self,

@@ -290,10 +290,10 @@ def _trained(params: str, cfg: TeacherConfig, deg, hr: str, out: str, results: s
     sigma = cfg.sigma_data if cfg.sigma_data is not None else measure_sigma_data(loader, deg.scale, autoencoder=ae)
     model = Denoiser(UNet(**unet), schedule, cfg.precond, sigma, ae).to(dev)
     val = load_pairs(pairs, 'val', deg.scale) if (Path(pairs) / 'val' / 'lr').is_dir() else None
-    logger = LiveLogger(Path(results) / 'live')
     run = dict(teacher=dataclasses.asdict(cfg), degrade=dataclasses.asdict(deg), unet=unet, hr=str(hr),
                schedule=load_params(params).get('schedule'))  # what the run's result depends on: its resume key
     ckpt = run_checkpointer(cfg.checkpoint_every, out, run)
+    logger = LiveLogger(Path(results) / 'live', resume=ckpt is not None and ckpt.resumes())
     ema, facts = train_teacher(model, loader, cfg, deg.scale, val, logger, ckpt=ckpt)
     logger.close()
     m, timing = _teacher_results(ema, cfg, facts, sigma, pairs, deg.scale)
