@@ -76,7 +76,8 @@ def test_teacher_killed_with_sigkill_resumes_bit_identical(workdir):
     assert r.returncode == 0, r.stderr[-2000:]
     plain = _weights('models/teacher')
     assert sorted(resumed) == sorted(plain)
-    assert all(torch.equal(resumed[k], plain[k]) for k in plain), [k for k in plain if not torch.equal(resumed[k], plain[k])]
+    differ = [k for k in plain if not torch.equal(resumed[k], plain[k])]
+    assert not differ, differ
 
 
 def test_checkpoint_of_other_settings_is_ignored(workdir, capsys):
@@ -112,7 +113,8 @@ class _Log:
 
 def test_teacher_survives_nans_rolls_back_and_lowers_the_lr(tmp_path, capsys):
     tiny_study(tmp_path)
-    loader = _NaNAt(train_loader(tmp_path/'data/hr', 32, 2, lambda hr, g: torch.nn.functional.avg_pool2d(hr, 4)), (5, 6))
+    pool = lambda hr, g: torch.nn.functional.avg_pool2d(hr, 4)
+    loader = _NaNAt(train_loader(tmp_path/'data/hr', 32, 2, pool), (5, 6))
     cfg = TeacherConfig(crop=32, batch_size=2, iterations=8, warmup=0, lr_final=1.0, log_every=1, device='cpu',
                         max_skips=2, lr_decay=0.25)
     lg = _Log()

@@ -236,7 +236,7 @@ def train_teacher(
 ) -> tuple[Denoiser, dict]:  # (the EMA model, facts about the run)
     "Train the teacher for `cfg.iterations` steps (`cfg.max_minutes` only guards)."
     if ckpt is not None and cfg.workers:
-        raise ValueError("teacher: checkpoint_every needs workers: 0 (a worker process's data stream is not restorable)")
+        raise ValueError("teacher: checkpoint_every needs workers: 0 (a worker's data stream is not restorable)")
     step = TeacherStep(model, loader, cfg, scale)
 
     def validate(i):
