@@ -84,8 +84,8 @@ def _not_safetensors(p:Path)->str|None:
     n = int.from_bytes(head[:8], 'little')
     if size >= 9 and n < 100_000_000 and head[8:9] == b'{':  # looks like safetensors: is all of it there?
         return f"truncated ({size} bytes, its header alone says {8 + n})" if 8 + n > size else None
-    if head[:2] == b'PK': return "a torch.save (zip) file, not safetensors" + _PTH
-    if head[:1] == b'\x80': return "a pickle file, not safetensors (it is never unpickled)" + _PTH
+    if head[:2] == b'PK': return "a torch.save (zip) file, not a safetensors file" + _PTH
+    if head[:1] == b'\x80': return "a pickle file, not a safetensors file (it is never unpickled)" + _PTH
     return f"truncated or not a safetensors file ({size} bytes)" if size < 9 else "not a safetensors file"
 
 def load_checkpoint(folder:str|Path, # a folder written by `save_checkpoint`

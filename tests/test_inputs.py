@@ -126,7 +126,7 @@ def _torch_save(f): torch.save({'w': torch.ones(3)}, f)
 
 @pytest.mark.parametrize('write, says', [
     (lambda f: f.write_bytes(os.urandom(2048)), 'not a safetensors file'),
-    (lambda f: f.write_bytes(pickle.dumps({'w': [1.0]})), 'a pickle file, not safetensors'),
+    (lambda f: f.write_bytes(pickle.dumps({'w': [1.0]})), 'a pickle file, not a safetensors file'),
     (_torch_save, 'a torch.save (zip) file'),
     (lambda f: f.write_bytes(b''), 'empty file'),
     (lambda f: f.write_bytes(f.read_bytes()[: f.stat().st_size // 2]), 'truncated'),
