@@ -111,7 +111,8 @@ def options(argv: list[str]) -> list[str]:  # the command and its arguments
 # %% ../nbs/90_cli.ipynb #8bc52bc6
 OWN_ERRORS = (ValueError, OSError, KeyError)  # errors whose message is meant for the user as it is
 
-def one_line(e:BaseException)->str: # an exception -> its message on one line
+def one_line(e:BaseException, # the error to report
+            )->str: # its message on one line
     "The message of `e` on one line (the type named unless it is one of `OWN_ERRORS`)."
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     msg = '; '.join(l.strip() for l in msg.splitlines() if l.strip()) or repr(e)

@@ -8,7 +8,8 @@ import dataclasses, hashlib, inspect, json, os, random, re, tempfile, types, typ
 from pathlib import Path
 import numpy as np, torch, yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
-from .files import atomic_write, check_writable, load_checkpoint, load_into, read_json, save_checkpoint, write_json
+from .files import (  # re-exported: the lowest layer's files, JSON and checkpoints
+    atomic_write, check_writable, load_checkpoint, load_into, read_json, save_checkpoint, write_json)
 
 # %% auto #0
 __all__ = ['RANGES', 'SECTIONS', 'META_KEYS', 'IMAGE_SUFFIXES', 'seed_everything', 'seed_worker', 'get_device', 'ParamsError',

@@ -120,10 +120,10 @@ def load_into(module, # the `nn.Module` to fill
         raise ValueError(f"{f}: holds no {name!r} weights (it holds: {', '.join(sorted(states)) or 'nothing'})")
     want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     have = {k: tuple(v.shape) for k, v in states[name].items()}
-    bad = [f"{what} {_few(ks)}" for what, ks in (
-        ('missing', [k for k in want if k not in have]), ('unexpected', [k for k in have if k not in want]),
-        ('of another shape', [f'{k} {have[k]} (expected {want[k]})' for k in want if k in have and have[k] != want[k]]))
-        if ks]
+    shape = [f'{k} {have[k]} (expected {want[k]})' for k in want if k in have and have[k] != want[k]]
+    bad = [f"{what} {_few(ks)}" for what, ks in (('missing', [k for k in want if k not in have]),
+                                                 ('unexpected', [k for k in have if k not in want]),
+                                                 ('of another shape', shape)) if ks]
     if bad: raise ValueError(f"{f}: the {name!r} weights do not fit this network: {'; '.join(bad)}")
     module.load_state_dict(states[name], strict=True)
     return module

@@ -154,7 +154,8 @@ def test_foreign_checkpoint_names_the_keys(tmp_path):
     f = tmp_path / 'a' / 'model.safetensors'
     onestepsr.files.save_checkpoint(tmp_path / 'a', {'G': torch.nn.Linear(3, 2)}, json.loads(
         (tmp_path / 'a' / 'config.json').read_text()))                     # another network's weights, same config
-    with pytest.raises(ValueError, match=f"{f}: holds no 'net' weights \\(it holds: G\\)"): load_denoiser(tmp_path / 'a')
+    with pytest.raises(ValueError, match=f"{f}: holds no 'net' weights \\(it holds: G\\)"):
+        load_denoiser(tmp_path / 'a')
     tiny_models(tmp_path, ('a',), T=4)
     sd = {k: v for k, v in load_denoiser(tmp_path / 'a').net.state_dict().items()}
     k0 = next(iter(sd))
