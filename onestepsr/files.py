@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_files.ipynb #461a39a7
 from __future__ import annotations
-import json, os, tempfile
+import errno, json, os, tempfile
 from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -33,17 +33,18 @@ def atomic_write(path:str|Path, # the file to write
         if os.path.exists(tmp): os.remove(tmp)
     return p
 
-def check_writable(folder:str|Path, # an output folder (created when missing)
+def check_writable(folder:str|Path, # an output folder (it, or its nearest existing parent, is tried; nothing made)
                   )->Path:
-    "Refuse, before any work, an output folder that cannot be created or written."
-    p = Path(folder)
+    "Refuse, before any work, an output folder that cannot be created or written; creates nothing."
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent: p = p.parent
     try:
-        p.mkdir(parents=True, exist_ok=True)
+        if not p.is_dir(): raise NotADirectoryError(errno.ENOTDIR, f"{p} is a file, not a folder")
         fd, tmp = tempfile.mkstemp(dir=p, prefix='.writable.')
         os.close(fd); os.remove(tmp)
     except OSError as e:
-        raise PermissionError(f"{p}: output folder is not writable ({e.strerror or e})") from None
-    return p
+        raise PermissionError(f"{folder}: output folder is not writable ({e.strerror or e})") from None
+    return Path(folder)
 
 # %% ../nbs/00a_files.ipynb #0016095c
 def write_json(obj, # anything `json` can serialise
