@@ -8,7 +8,7 @@ import json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 import copy, dataclasses
-from .core import Registry, atomic_write, get_device, load_params, seed_everything, write_json
+from .core import Registry, atomic_write, check_writable, get_device, load_params, seed_everything, write_json
 from .data import bundled_source, random_crops, train_loader
 from .degrade import DegradeConfig, make_degradation
 from .infer import diffusion_upscaler
@@ -75,9 +75,7 @@ def bench(
     "Run benchmark `name` and write `out/name.json`."
     fn = BENCHES[name]
     path = Path(out) / f'{name}.json'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"{path.parent}: not writable")
+    check_writable(path.parent)  # before the benchmark runs
     res = {'bench': name, **fn(), 'machine': machine()}
     write_json(res, path)
     print(f"bench {name}: " + _summary(res))

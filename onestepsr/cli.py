@@ -10,7 +10,8 @@ from fastcore.script import anno_parser
 import onestepsr
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SHORT', 'SECTION_OWNERS', 'resolve', 'usage', 'check_params_file', 'options', 'main']
+__all__ = ['COMMANDS', 'SHORT', 'SECTION_OWNERS', 'OWN_ERRORS', 'resolve', 'usage', 'check_params_file', 'options', 'one_line',
+           'main']
 
 # %% ../nbs/90_cli.ipynb #65d4e8a5
 COMMANDS = {  # name -> ('module:function', one-line help)
@@ -108,6 +109,16 @@ def options(argv: list[str]) -> list[str]:  # the command and its arguments
     return [short.get(a, fix(a) if a.startswith('--') else a) for a in argv[1:]]
 
 # %% ../nbs/90_cli.ipynb #8bc52bc6
+OWN_ERRORS = (ValueError, OSError, KeyError)  # errors whose message is meant for the user as it is
+
+def one_line(e:BaseException, # the error to report
+            )->str: # its message on one line
+    "The message of `e` on one line (the type named unless it is one of `OWN_ERRORS`)."
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    msg = '; '.join(l.strip() for l in msg.splitlines() if l.strip()) or repr(e)
+    return msg if isinstance(e, OWN_ERRORS) else f"{type(e).__name__}: {msg}"
+
+# %% ../nbs/90_cli.ipynb #c12bf3d7
 def main(argv: list[str] | None = None):  # arguments (default: `sys.argv[1:]`)
     "Entry point of the `onestepsr` console command."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -122,12 +133,15 @@ def main(argv: list[str] | None = None):  # arguments (default: `sys.argv[1:]`)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
-    args = {
-        k: v
-        for k, v in vars(anno_parser(fn, f'onestepsr {argv[0]}').parse_args(options(argv))).items()
-        if k not in ('pdb', 'xtra')
-    }  # anno_parser adds --pdb and --xtra
-    if 'params' in args and Path(args['params']).is_file():
-        check_params_file(args['params'])
-    out = fn(**args)
+    trace = '--traceback' in argv
+    args = vars(anno_parser(fn, f'onestepsr {argv[0]}').parse_args(options([a for a in argv if a != '--traceback'])))
+    trace, args = trace or args.pop('pdb', False), {k: v for k, v in args.items() if k not in ('pdb', 'xtra')}
+    try:
+        if 'params' in args and Path(args['params']).is_file():
+            check_params_file(args['params'])
+        out = fn(**args)
+    except Exception as e:  # noqa: BLE001 -- one line for the user; the traceback on request
+        if trace: raise
+        print(f"onestepsr {argv[0]}: error: {one_line(e)}", file=sys.stderr)
+        return 1
     return 0 if out is None or not isinstance(out, int) else out

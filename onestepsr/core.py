@@ -8,14 +8,14 @@ import dataclasses, hashlib, inspect, json, os, random, re, tempfile, types, typ
 from pathlib import Path
 import numpy as np, torch, yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
-from safetensors.torch import load_file, save_file
+from .files import (  # re-exported: the lowest layer's files, JSON and checkpoints
+    atomic_write, check_writable, load_checkpoint, load_into, read_json, save_checkpoint, write_json)
 
 # %% auto #0
-__all__ = ['SECTIONS', 'META_KEYS', 'IMAGE_SUFFIXES', 'seed_everything', 'seed_worker', 'get_device', 'ParamsError',
-           'check_value', 'schema_fields', 'typed', 'merge', 'load_params', 'Registry', 'register_section',
-           'check_params', 'get_section', 'load_section', 'ImageReadError', 'read_image', 'atomic_write', 'to_uint8',
-           'write_png', 'write_json', 'read_json', 'save_checkpoint', 'load_checkpoint', 'img2model', 'model2img',
-           'sha256sum', 'clear_previous']
+__all__ = ['RANGES', 'SECTIONS', 'META_KEYS', 'IMAGE_SUFFIXES', 'seed_everything', 'seed_worker', 'get_device', 'ParamsError',
+           'check_value', 'check_range', 'schema_fields', 'typed', 'merge', 'load_params', 'Registry',
+           'register_section', 'check_params', 'get_section', 'load_section', 'ImageReadError', 'read_image',
+           'to_uint8', 'write_png', 'img2model', 'model2img', 'sha256sum', 'clear_previous']
 
 # %% ../nbs/00_core.ipynb #91e6ea7d
 def seed_everything(seed:int # seed for python, numpy and torch (CPU and every GPU)
@@ -103,6 +103,27 @@ def check_value(v, # the value read from YAML
     raise TypeError(f"{key}: unsupported annotation {hint!r}")
 
 # %% ../nbs/00_core.ipynb #fb77e6aa
+_POS, _NONNEG = (0, False, None), (0, True, None)
+RANGES = {**dict.fromkeys(('lr', 'lr_disc', 'batch_size', 'eval_batch', 'scale', 'min_size', 'kappa',
+                           'sigma_data'), _POS),
+          **dict.fromkeys(('iterations', 'warmup', 'lr_final', 'weight_decay', 'workers', 'threads', 'max_minutes',
+                           'grad_clip', 'val_every', 'log_every', 'tile', 'overlap', 'vbatch'), _NONNEG),
+          'ema': (0, True, 1), '*_prob': (0, True, 1)}  # '*_prob': every key ending in _prob (or _prob2)
+
+def check_range(v, # a checked value
+                key:str, # its full name (`file [section].key`), for the message
+               ):
+    "`v`, or a `ParamsError` when the key's name bounds it (`RANGES`) and `v` is outside."
+    name = key.rsplit('.', 1)[-1]
+    r = RANGES.get(name) or (RANGES['*_prob'] if name.rstrip('0123456789').endswith('_prob') else None)
+    if r is None or isinstance(v, bool) or not isinstance(v, (int, float)): return v
+    lo, incl, hi = r
+    if v < lo or (v == lo and not incl) or (hi is not None and v > hi):
+        rule = f"{'>=' if incl else '>'} {lo}" + (f" and <= {hi}" if hi is not None else '')
+        raise ParamsError(f"{key}: {v!r} is out of range (must be {rule})")
+    return v
+
+# %% ../nbs/00_core.ipynb #1d1240be
 def _default(f:dataclasses.Field):
     "A dataclass field's default, or `inspect.Parameter.empty` when it has none."
     if f.default is not dataclasses.MISSING: return f.default
@@ -137,7 +158,7 @@ def typed(schema, # a dataclass type, or a function whose keyword arguments the 
     out = {k: values[k] for k in unknown}
     for k, (hint, default) in fields.items():
         if k in values:
-            out[k] = check_value(values[k], hint, f'{where}.{k}')
+            out[k] = check_range(check_value(values[k], hint, f'{where}.{k}'), f'{where}.{k}')
         elif default is inspect.Parameter.empty:
             raise ParamsError(f"{where}: missing required key {k!r}")
     return schema(**out) if dataclasses.is_dataclass(schema) else out
@@ -275,23 +296,6 @@ def read_image(path:str|Path, # an image file
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
 
 # %% ../nbs/00_core.ipynb #2c46e072
-def atomic_write(path:str|Path, # the file to write
-                 write): # called with a temporary path in the same folder; the result is renamed to `path`
-    "Write a file through a temporary neighbour and an atomic rename, so a crash never leaves half a file."
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f'.{p.name}.', suffix=p.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return p
-
 def to_uint8(img:torch.Tensor # 3 x H x W (or H x W x 3 numpy), floats in [0, 1]
             )->np.ndarray: # H x W x 3 uint8
     "Quantise an image to 8 bits (round half up, clipped)."
@@ -305,47 +309,6 @@ def write_png(img:torch.Tensor, # 3 x H x W, floats in [0, 1]
               path:str|Path): # where to write (parent folders are created)
     "Save an image as an 8-bit PNG, atomically."
     return atomic_write(path, lambda tmp: Image.fromarray(to_uint8(img)).save(tmp, format='PNG'))
-
-# %% ../nbs/00_core.ipynb #1ae5dc2c
-def write_json(obj, # anything `json` can serialise
-               path:str|Path): # the file to write, atomically
-    "Write `obj` as indented JSON."
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=False) + '\n'))
-
-def read_json(path:str|Path)->dict: # a JSON file
-    "Read a JSON file, with an error naming the file when it is missing or malformed."
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f"{p}: file not found")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from None
-
-# %% ../nbs/00_core.ipynb #472f3f17
-def save_checkpoint(folder:str|Path, # the checkpoint folder (created)
-                    modules:dict, # name -> `nn.Module` (or a plain dict of tensors)
-                    config:dict): # JSON-serialisable description: how to rebuild the modules, what made them
-    "Save `modules` to `folder/model.safetensors` (keys `name.param`) and `config` to `folder/config.json`."
-    sd = {}
-    for name, m in modules.items():
-        for k, v in (m.state_dict() if hasattr(m, 'state_dict') else m).items():
-            sd[f'{name}.{k}'] = v.detach().cpu().clone()  # clone: modules may share tensors
-    folder = Path(folder)
-    atomic_write(folder/'model.safetensors', lambda tmp: save_file(sd, tmp))
-    write_json(config, folder/'config.json')
-    return folder
-
-def load_checkpoint(folder:str|Path, # a folder written by `save_checkpoint`
-                   )->tuple[dict, dict]: # (name -> state dict, config)
-    "The state dicts and config of a checkpoint folder; safetensors only, nothing unpickled."
-    folder = Path(folder)
-    if not (folder/'model.safetensors').is_file():
-        raise FileNotFoundError(f"{folder}: no model.safetensors (not a checkpoint folder)")
-    states = {}
-    for k, v in load_file(str(folder/'model.safetensors')).items():
-        name, rest = k.split('.', 1)
-        states.setdefault(name, {})[rest] = v
-    return states, read_json(folder/'config.json')
 
 # %% ../nbs/00_core.ipynb #0159ea76
 def img2model(x:torch.Tensor # image in [0, 1]

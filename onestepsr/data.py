@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #d8a6ac20
 from __future__ import annotations
-import dataclasses, hashlib, tarfile, urllib.request, warnings, zipfile
+import dataclasses, hashlib, sys, tarfile, urllib.request, warnings, zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 import numpy as np, torch, torch.nn.functional as F
@@ -329,10 +329,13 @@ def prepare_images(cfg:DataConfig, # the `data` config
 # %% ../nbs/01_data.ipynb #858358bc
 def prepare(params:str='params.yaml', # the params file; reads its `data` section
             out:str='data/hr', # output folder
-           ):
+           )->int: # the number of images skipped as unreadable (the exit status; they are named in the manifest)
     "DVC stage `prepare`: HR images from the configured source, split into train / val / test, with a manifest."
     m = prepare_images(load_section(params, 'data', DataConfig), out)
     print(f"prepare: {m['counts']} -> {out} (source {m['source']!r})")
+    names = ', '.join(s['origin'] for s in m['skipped'])
+    if names: print(f"prepare: skipped {len(m['skipped'])} unreadable image(s): {names}", file=sys.stderr)
+    return min(len(m['skipped']), 100)
 
 # %% ../nbs/01_data.ipynb #80a80e53
 def load_split(hr_dir:str|Path='data/hr', # the folder `prepare` wrote

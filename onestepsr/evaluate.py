@@ -17,7 +17,7 @@ from onestepsr.core import (
     read_image,
     register_section,
 )
-from .core import IMAGE_SUFFIXES, read_json, write_json, write_png
+from .core import IMAGE_SUFFIXES, ImageReadError, check_writable, read_json, write_json, write_png
 from .degrade import DegradeConfig
 from .infer import load_pairs, score_images, score_pairs
 from .methods import MethodContext, build_methods, method_cost
@@ -76,12 +76,23 @@ def evaluate_methods(
 # %% ../nbs/12_evaluate.ipynb #7f037af4
 def load_images(
     folder: str | Path,  # a folder of images (not searched recursively)
+    skipped: list | None = None,  # unreadable files are skipped and their messages appended here; None: raise
 ) -> dict:  # name -> 3 x H x W in [0, 1], sorted by name
-    "Every image of a folder."
+    "Every image of a folder (like `prepare`, skipping and reporting by name the files that cannot be read)."
     files = sorted(p for p in Path(folder).glob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    return {p.name: read_image(p) for p in files}
+    out = {}
+    for p in files:
+        try:
+            out[p.name] = read_image(p)
+        except ImageReadError as e:
+            if skipped is None: raise
+            print(f"skipped: {e}", file=sys.stderr)
+            skipped.append(str(e))
+    if not out:
+        raise ValueError(f"{folder}: none of its {len(files)} images can be read ({skipped[0]} ...)")
+    return out
 
 
 def evaluate_realworld(
@@ -303,14 +314,16 @@ def run_evaluation(
     cfg: EvalConfig,  # the `evaluate` config (preset applied)
     scale: int = 4,  # the SR factor
     out: str | Path = 'results/evaluate',  # output folder
+    skipped: list | None = None,  # unreadable real-world images are skipped and reported here; None: raise
 ) -> dict:  # the contents of metrics.json
     "Evaluate every method of `cfg` on the test pairs and the real-world sets; write the report."
     out, specs = Path(out), {**cfg.methods, **{n: {'kind': 'folder', 'folder': f} for n, f in cfg.external.items()}}
+    check_writable(out)  # before any work
     _check_rows(cfg, specs)
     pairs = load_pairs(cfg.pairs, cfg.split, scale)
     _pick(cfg.compare, pairs['names'])
     zoom_box((3, 100, 100), cfg.zoom)
-    imgs = {s: load_images(f) for s, f in realworld_sets(cfg.realworld, cfg.split).items()}
+    imgs = {s: load_images(f, skipped) for s, f in realworld_sets(cfg.realworld, cfg.split).items()}
     methods = build_methods(specs, MethodContext(scale, cfg.device, cfg.seed, cfg.batch_size, cfg.tile, cfg.overlap))
     metrics = build_metrics(
         cfg.metrics,
@@ -342,15 +355,17 @@ def run_evaluation(
 def evaluate(
     params: str = 'params.yaml',  # the params file; reads its `evaluate` section, `degrade.scale` and `data.preset`
     out: str = 'results/evaluate',  # output folder
-):
+) -> int:  # the number of real-world images skipped as unreadable (the exit status)
     "DVC stage `evaluate`: every method on the same test pairs (and real-world images): metrics, table, figures."
-    cfg, scale = load_eval_config(params), load_section(params, 'degrade', DegradeConfig).scale
-    s = run_evaluation(cfg, scale, out)
+    cfg, scale, skipped = load_eval_config(params), load_section(params, 'degrade', DegradeConfig).scale, []
+    s = run_evaluation(cfg, scale, out, skipped)
     print(
         f"evaluate: {len(s[cfg.split])} methods on the {cfg.split} pairs"
         + ''.join(f", {len(v)} on {k}" for k, v in s.items() if k != cfg.split)
         + f" -> {out}/ (table.md, metrics.json, per_image.csv, comparison.png); `onestepsr results` prints the table"
     )
+    if skipped: print(f"evaluate: skipped {len(skipped)} unreadable image(s) (named above)", file=sys.stderr)
+    return min(len(skipped), 100)
 
 
 def results(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 import torch, torch.nn as nn
-from ..core import Registry, save_checkpoint, load_checkpoint
+from ..core import Registry, save_checkpoint, load_checkpoint, load_into
 from ..schedules import make_schedule
 from .unet import UNet
 from .swinunet import SwinUNet
@@ -140,9 +140,9 @@ def load_denoiser(folder:str|Path, # a folder written by `save_denoiser`
     "Rebuild a saved denoiser."
     states, config = load_checkpoint(folder)
     model = build_denoiser(config)
-    model.net.load_state_dict(states['net'])
+    load_into(model.net, states, 'net', folder)
     if model.latent:
-        model.autoencoder.load_state_dict(states['autoencoder'])
+        load_into(model.autoencoder, states, 'autoencoder', folder)
     model.extra = config.get('extra', {})
     return model.to(device).eval()
 
@@ -154,5 +154,5 @@ def load_autoencoder_of(folder:str|Path, # a denoiser checkpoint with an autoenc
     if 'autoencoder' not in config:
         raise ValueError(f"{Path(folder, 'config.json')}: this model works in pixel space: it has no autoencoder")
     ae = build_autoencoder(config['autoencoder'])
-    ae.load_state_dict(states['autoencoder'])
+    load_into(ae, states, 'autoencoder', folder)
     return ae.to(device).eval().requires_grad_(False)
