@@ -28,6 +28,10 @@ COMMANDS = {  # name -> ('module:function', one-line help)
         'onestepsr.train.distill:distill',
         "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr: the baseline)",
     ),
+    'yonos': ('onestepsr.train.yonos:yonos', 'one link of YONOS-SR scale distillation (--section yonos_x2, yonos_x4, ...)'),
+    'yonos_decoder': ('onestepsr.train.yonos:yonos_decoder', "fine-tune a latent YONOS model's decoder (U-Net frozen)"),
+    'yonos_pairs': ('onestepsr.yonoseval:yonos_pairs', 'x8 test pairs from the x4 test HR crops (data/pairs_x8)'),
+    'yonos_eval': ('onestepsr.yonoseval:yonos_eval', 'x8: scale-distilled vs directly trained YONOS (results/yonos)'),
     'ablate': ('onestepsr.train.ablate:ablate', 'one row of the Table IV ablation (loss paths, downsampler kind)'),
     'ablation_table': (
         'onestepsr.train.ablate:ablation_table',
@@ -63,6 +67,8 @@ SECTION_OWNERS = (  # the modules registering the sections of params.yaml (`ones
     'onestepsr.train.teacher',
     'onestepsr.train.distill',
     'onestepsr.train.ablate',
+    'onestepsr.train.yonos',
+    'onestepsr.yonoseval',
     'onestepsr.evaluate',
 )
 

@@ -9,9 +9,9 @@ from onestepsr.core import read_json, write_png
 from onestepsr.evaluate import evaluate
 from onestepsr.nets.denoiser import Denoiser, save_denoiser
 from onestepsr.nets.unet import UNet
-from onestepsr.schedules import ResShiftSchedule
+from onestepsr.schedules import ResShiftSchedule, VPSchedule
 
-METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'ours']
+METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'ours', 'yonos']
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +40,7 @@ def workdir(tmp_path, monkeypatch, root):
     torch.manual_seed(0)
     for m in ('teacher', 'student', 'sinsr'):
         save_denoiser(tmp_path/'models'/m, Denoiser(UNet(channels=8, mult=[1], blocks=1, groups=4), ResShiftSchedule(T=4, kappa=1.0)))
+    save_denoiser(tmp_path/'models/yonos_x4', Denoiser(UNet(channels=8, mult=[1], blocks=1, groups=4), VPSchedule('cosine', T=4), 'v'))
     tsv = tmp_path/'results/distill/live/plots/metrics/train/loss.tsv'; tsv.parent.mkdir(parents=True)
     tsv.write_text('step\tloss\n' + ''.join(f'{i}\t{1 / (i + 1)}\n' for i in range(5)))
     for k, v in (('dl_acc_real', 0.9), ('dl_acc_fake', 0.6), ('dl_acc', 0.75)):   # D_L's accuracy, one panel
@@ -58,7 +59,7 @@ def test_shipped_params_evaluate_every_method(workdir):
     out = workdir/'results/evaluate'
     m = read_json(out/'metrics.json')
     assert list(m) == ['test'] and list(m['test']) == METHODS
-    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1]
+    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1, 1]
     assert {k: type(m['test'][k]['psnr']) for k in METHODS} == dict.fromkeys(METHODS, float)
     timing = read_json(out/'timing.json')['test']
     assert min(timing[k]['ms_per_image'] for k in METHODS) > 0, timing

@@ -14,8 +14,8 @@ from .swinunet import SwinUNet
 from .autoencoder import IdentityAutoencoder, build_autoencoder
 
 # %% auto #0
-__all__ = ['PRECONDS', 'NETS', 'resshift_precond', 'residual_precond', 'Denoiser', 'arch_of', 'build_denoiser', 'save_denoiser',
-           'load_denoiser', 'load_autoencoder_of']
+__all__ = ['PRECONDS', 'NETS', 'resshift_precond', 'residual_precond', 'v_precond', 'Denoiser', 'arch_of', 'build_denoiser',
+           'save_denoiser', 'load_denoiser', 'load_autoencoder_of']
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #ba7053cd
 PRECONDS = Registry('preconditioning')
@@ -35,6 +35,13 @@ def residual_precond(t, sched, sigma_data, like):
     c_skip = torch.where(inv, torch.zeros_like(c_skip), c_skip)
     c_out = torch.where(inv, sched.noise_std(sched.T, like), c_out)
     return 1., c_in, c_skip, c_out
+
+# %% ../../nbs/04b_nets.denoiser.ipynb #c049c81f
+@PRECONDS.register('v')
+def v_precond(t, sched, sigma_data, like):
+    "v-prediction for a variance-preserving schedule: x0_hat = alpha_t x_t - sigma_t F."
+    a, s = sched.signal_scale(t, like), sched.noise_std(t, like)
+    return 0., torch.ones_like(a), a, -s                                        # alpha_t x_t - sigma_t v_hat
 
 # %% ../../nbs/04b_nets.denoiser.ipynb #2f4c5427
 class Denoiser(nn.Module):
