@@ -1,4 +1,4 @@
-"DFOSD (recipe `dfosd`): the Sobel operator of eq. 6, the NAD's initialisation, one iteration in latent space, the stage."
+"DFOSD (recipe `dfosd`): the Sobel operator of eq. 6, the NAD's initialisation, one latent iteration, the stage."
 import json
 import pytest, torch, yaml
 from onestepsr.core import ParamsError
@@ -59,7 +59,8 @@ def test_one_dfosd_iteration_in_latent_space(tmp_path, monkeypatch, ref):
     assert sorted(nets) == ['D_N', 'student', 'teacher']
     before = {k: _state(v) for k, v in nets.items()}
     g = torch.Generator().manual_seed(0)
-    loader = iter(lambda: {'hr': torch.rand(2, 3, 32, 32, generator=g), 'lr': torch.rand(2, 3, 8, 8, generator=g)}, None)
+    batch = lambda: {'hr': torch.rand(2, 3, 32, 32, generator=g), 'lr': torch.rand(2, 3, 8, 8, generator=g)}
+    loader = iter(batch, None)
     step = Distiller(nets, p, loader, cfg, deg.scale)
     losses = step()
     assert set(losses) >= {'pixel_mse', 'ea_perceptual', 'nad_g', 'nad_d'}
@@ -89,3 +90,23 @@ def test_dfosd_stage_and_the_missing_dists_weights(tmp_path, monkeypatch):
     (tmp_path / 'dists.yaml').write_text(yaml.safe_dump(P))
     with pytest.raises(ParamsError, match="base 'dists'.*choose an offline base"):
         distill('dists.yaml', 'dfosd')
+
+
+def test_paper_preset_dfosd_builds_the_nad_from_the_published_teacher(root, tmp_path):
+    "The GPU setting: EA-DISTS, the NAD a copy of the published ResShift's encoder, one logit map on a 64^2 latent."
+    from onestepsr.core import load_params
+    from onestepsr.nets.denoiser import build_denoiser
+    from onestepsr.published import published_config
+    d = yaml.safe_load((root / 'params.yaml').read_text())
+    d['preset'] = 'paper'
+    (tmp_path / 'params.yaml').write_text(yaml.safe_dump(d))
+    cfg, deg, disc, down = sections(load_params(tmp_path / 'params.yaml'), 'dfosd')
+    assert cfg.options == {'ea_perceptual': {'base': 'dists'}} and cfg.crop == 256 and disc.nad.features == 'nad'
+    teacher = build_denoiser(published_config('resshift'))
+    nets = build_nets(teacher, plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights), deg.scale, disc, down)
+    assert sorted(nets) == ['D_N', 'student', 'teacher']
+    n = sum(q.numel() for q in nets['D_N'].features.parameters())
+    assert 0 < n < sum(q.numel() for q in teacher.net.parameters())      # the decoder is not copied
+    with torch.no_grad():
+        z, lq = torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 64, 64)
+        assert nets['D_N'](z, (z, lq)).shape[0] == 2

@@ -93,6 +93,9 @@ class NADFeatures(nn.Module):
         self.lq, self.t_max_frac = teacher.takes_lq, t_max_frac
 
     def forward(self, x, cond=None, generator=None):  # x: B x C x H x W states; cond: (y, lq) or None
+        if cond is None:  # the discriminator's probe of the widths: a state of a size the network takes
+            m = max(getattr(self.nad.net, 'multiple', 1), x.shape[-1])
+            x = x.new_zeros(*x.shape[:2], m, m)
         y, lq = (x, x if self.lq else None) if cond is None else cond
         sched = self.nad.schedule
         hi = max(1, math.ceil(self.t_max_frac * sched.T))
