@@ -25,7 +25,7 @@ COMMANDS = {  # name -> ('module:function', one-line help)
     ),
     'distill': (
         'onestepsr.train.distill:distill',
-        "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr: the baseline)",
+        "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr, dfosd: baselines)",
     ),
     'ablate': ('onestepsr.train.ablate:ablate', 'one row of the Table IV ablation (loss paths, downsampler kind)'),
     'ablation_table': (
