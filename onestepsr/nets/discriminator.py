@@ -211,7 +211,7 @@ FEATURES = Registry('discriminator feature network')
 @dataclasses.dataclass
 class DiscConfig:
     "One discriminator's settings (an entry `hr` or `lr` of the `disc` params section)."
-    features: str = 'cnn' # a key of FEATURES: 'teacher_encoder', 'cnn', 'vit'
+    features: str = 'cnn' # a key of FEATURES: 'teacher_encoder', 'cnn', 'vit', 'nad' (`onestepsr.train.dfosd`)
     hidden: int = 64 # width of each head
     vbatch: int = 8 # virtual batch size of the heads' batch norm (0: the whole batch)
     augment: str = 'color,translation,cutout' # DiffAugment policy ('' for none)
@@ -299,9 +299,10 @@ def build_discriminator(cfg:DiscConfig, # one discriminator's settings
 # %% ../../nbs/07_nets.discriminator.ipynb #3fb1fb0f
 @dataclasses.dataclass
 class DiscParams:
-    "The `disc` params section: the HR and LR discriminators."
+    "The `disc` params section: the HR and LR discriminators (and DFOSD's noise-aware one, `onestepsr.train.dfosd`)."
     hr: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='teacher_encoder')) # D_H
     lr: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='cnn')) # D_L
+    nad: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig('nad', augment='', t_max_frac=1.0)) # D_N
 
 register_section('disc', DiscParams)
 

@@ -178,6 +178,7 @@ class DistillConfig:
     w: float = 1.0  # the weight w of eqs. 7-8
     adv_weight: float = 0.05  # factor on the generators' adversarial terms
     weights: dict[str, float] = dataclasses.field(default_factory=dict)  # per-loss weight overrides
+    options: dict[str, dict] = dataclasses.field(default_factory=dict)  # per-loss keyword options (over gan, ...)
     gan: str = 'hinge'  # GAN form of all four adversarial losses (`onestepsr.losses.GAN_FORMS`)
     denoise_weighting: str = 'none'  # weighting of the L_denoise terms (`onestepsr.losses.WEIGHTINGS`)
     teacher: str = 'models/teacher'  # the teacher checkpoint folder
@@ -209,15 +210,15 @@ for _s in RECIPE_SECTIONS:
 # %% ../../nbs/10_train.distill.ipynb #af483ad7
 def loss_options(cfg: DistillConfig) -> dict:  # the recipe config
     "Keyword options of each loss from the config."
-    gan = {k: {'gan': cfg.gan} for k in ('hr_d', 'hr_g', 'lr_d', 'lr_g')}
-    den = {k: {'weighting': cfg.denoise_weighting} for k in ('denoise_student', 'denoise_G')}
-    return {**gan, **den}
+    opts = {k: {'gan': cfg.gan} for k in ('hr_d', 'hr_g', 'lr_d', 'lr_g')}
+    opts |= {k: {'weighting': cfg.denoise_weighting} for k in ('denoise_student', 'denoise_G')}
+    return opts | {k: opts.get(k, {}) | o for k, o in cfg.options.items()}  # the section's own, e.g. a base loss
 
 
 def _check_features(teacher: Denoiser, c, role: str):
     "Discriminators see pixels: in latent space the teacher's encoder (it takes latents) cannot be their features."
     if teacher.latent and c.features == 'teacher_encoder':
-        section = {'D_H': 'hr', 'D_L': 'lr'}[role]
+        section = {'D_H': 'hr', 'D_L': 'lr', 'D_N': 'nad'}[role]
         raise ParamsError(
             f"[disc] {section}: features teacher_encoder runs the teacher on pixels, but this teacher works in the "
             "latent space of its autoencoder: choose cnn or vit"
@@ -241,7 +242,7 @@ def build_nets(
             dataclasses.replace(downsampler or DownsamplerConfig(), scale=scale), teacher.schedule
         )
     disc = disc or DiscParams()
-    for role, c in (('D_H', disc.hr), ('D_L', disc.lr)):
+    for role, c in (('D_H', disc.hr), ('D_L', disc.lr), ('D_N', disc.nad)):
         if role in p:
             _check_features(teacher, c, role)
             nets[role] = build_discriminator(c, teacher)
@@ -258,8 +259,7 @@ def sections(
         have = [k for k, v in P.items() if isinstance(v, dict) and 'recipe' in v]
         raise ParamsError(f"{where}: no section {section!r} (recipe sections: {', '.join(have) or 'none'})")
     cfg = typed(DistillConfig, P[section], f'{where} [{section}]')
-    named = {'out': cfg.out, 'results': cfg.results}
-    missing = [k for k, v in named.items() if not v]
+    missing = [k for k, v in {'out': cfg.out, 'results': cfg.results}.items() if not v]
     if missing:
         raise ParamsError(
             f"{where} [{section}]: name the outputs {', '.join(missing)} (a stage writes only what its section names)"
