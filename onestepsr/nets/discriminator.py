@@ -302,6 +302,7 @@ class DiscParams:
     "The `disc` params section: the HR and LR discriminators."
     hr: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='teacher_encoder')) # D_H
     lr: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='cnn')) # D_L
+    tad: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='time_aware', augment='')) # D_T
 
 register_section('disc', DiscParams)
 
