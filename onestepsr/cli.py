@@ -61,6 +61,7 @@ SECTION_OWNERS = (  # the modules registering the sections of params.yaml (`ones
     'onestepsr.nets.downsampler',
     'onestepsr.train.teacher',
     'onestepsr.train.distill',
+    'onestepsr.train.tadsr',
     'onestepsr.train.ablate',
     'onestepsr.evaluate',
 )

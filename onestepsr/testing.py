@@ -24,6 +24,7 @@ def _tiny_params(latent: bool = False) -> dict:
     disc = {
         'hr': {'features': 'cnn' if latent else 'teacher_encoder', 'hidden': 8, 'vbatch': 0, 'cnn_channels': [8, 16]},
         'lr': {'features': 'cnn', 'hidden': 8, 'cnn_channels': [8, 16]},
+        'tad': {'features': 'time_aware', 'augment': '', 'hidden': 8, 'vbatch': 0},
     }
     rows = {'distill': {'paths': ['distill']}, 'all_conv': {'paths': ['distill', 'hr', 'lr'], 'downsampler': 'conv'}}
     return {
@@ -38,6 +39,7 @@ def _tiny_params(latent: bool = False) -> dict:
             **run,
         },
         'sinsr': {'recipe': 'sinsr', 'out': 'models/sinsr', 'results': 'results/sinsr', **run},
+        'tadsr': {'recipe': 'tadsr', 'out': 'models/tadsr', 'results': 'results/tadsr', **run},
         'ablation': {'max_minutes': 1.0, 'rows': rows},
     }
 
