@@ -46,7 +46,7 @@ def test_distill_stage_refuses_a_mistyped_key(workdir):
 
 
 def test_distill_stage_refuses_an_unknown_section_and_writes_nothing(workdir):
-    with pytest.raises(ParamsError, match=r"no section 'nosuch' \(recipe sections: distill, sinsr\)"):
+    with pytest.raises(ParamsError, match=r"no section 'nosuch' \(recipe sections: distill, sinsr, tadsr\)"):
         distill('params.yaml', 'nosuch')
     assert sorted(p.name for p in (workdir/'models').iterdir()) == ['teacher']
     assert not (workdir/'results').exists()

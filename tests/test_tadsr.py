@@ -29,7 +29,7 @@ def test_hsd_gradient_moves_the_student_toward_the_teacher():
     b, z_stu, z_tch = _batch()
     LOSSES['hsd'](const, b, teacher.schedule, generator=torch.Generator().manual_seed(3)).backward()
     d = (z_stu - z_tch).detach()
-    assert float((z_stu.grad * d).sum()) > 0                        # the gradient points from the teacher to the student
+    assert float((z_stu.grad * d).sum()) > 0                        # it points from the teacher to the student
     cos = torch.nn.functional.cosine_similarity(z_stu.grad.flatten(1), d.flatten(1))
     assert (cos > 0.99).all(), cos                                  # per image: along the difference
     moved = z_stu.detach() - 0.5 * z_stu.grad / z_stu.grad.abs().max()
@@ -57,7 +57,8 @@ def test_one_tadsr_iteration_in_latent_space(tmp_path, monkeypatch, root):
     nets = build_nets(teacher, p, deg.scale, disc, down)
     before = {k: {n: v.clone() for n, v in m.state_dict().items()} for k, m in nets.items()}
     g = torch.Generator().manual_seed(0)
-    loader = iter(lambda: {'hr': torch.rand(2, 3, 32, 32, generator=g), 'lr': torch.rand(2, 3, 8, 8, generator=g)}, None)
+    batch = lambda: {'hr': torch.rand(2, 3, 32, 32, generator=g), 'lr': torch.rand(2, 3, 8, 8, generator=g)}
+    loader = iter(batch, None)
     losses = Distiller(nets, p, loader, cfg, deg.scale)()
     assert set(losses) >= {'distill', 'hsd', 'tad_g', 'tad_d', 'dt_acc'}
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses

@@ -60,7 +60,7 @@ class TimeAwareEncoder(nn.Module):
         if t is None:
             dev = x.device if generator is None else generator.device
             t = torch.randint(1, sched.T + 1, (x.shape[0],), generator=generator, device=dev).to(x.device)
-        x_t = sched.q_sample(x, y, t, randn_like(x, generator))      # z_t = z_0 + eta_t (y - z_0) + kappa sqrt(eta_t) eps
+        x_t = sched.q_sample(x, y, t, randn_like(x, generator))     # z_0 + eta_t (y - z_0) + kappa sqrt(eta_t) eps
         return [m(f, t) for m, f in zip(self.mods, self._encode(x_t, cond, t))]   # eqs. 9-10
 
 @FEATURES.register('time_aware')
