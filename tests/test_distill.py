@@ -70,10 +70,10 @@ def test_bench_train_times_whole_teacher_cycles(workdir):
     p['distill']['teacher_reuse'] = 3
     (workdir/'params.yaml').write_text(yaml.safe_dump(p))
     r = bench_train('params.yaml', iterations=2, rounds=1)
-    names = ['colearning_conv', 'colearning_diffusion', 'sinsr']
+    names = ['colearning_conv', 'colearning_diffusion', 'sinsr', 'tadsr']
     assert sorted(r['sec_per_iter']) == names
     assert min(r['sec_per_iter'].values()) > 0, r['sec_per_iter']
     assert r['ratio_to_sinsr']['colearning_conv'] == pytest.approx(r['sec_per_iter']['colearning_conv'] / r['sec_per_iter']['sinsr'])
-    assert r['teacher_reuse'] == {'sinsr': 1, 'colearning_diffusion': 3, 'colearning_conv': 3}
+    assert r['teacher_reuse'] == {'sinsr': 1, 'colearning_diffusion': 3, 'colearning_conv': 3, 'tadsr': 1}
     assert r['paper_protocol']['teacher_reuse'] == dict.fromkeys(names, 1)
-    assert [len(v) for v in r['rounds'].values()] == [1, 1, 1]
+    assert [len(v) for v in r['rounds'].values()] == [1, 1, 1, 1]
