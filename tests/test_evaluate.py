@@ -11,7 +11,7 @@ from onestepsr.nets.denoiser import Denoiser, save_denoiser
 from onestepsr.nets.unet import UNet
 from onestepsr.schedules import ResShiftSchedule
 
-METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'ours']
+METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'tadsr', 'ours']
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def workdir(tmp_path, monkeypatch, root):
         write_png(hr, tmp_path/f'data/pairs/test/hr/im{i}.png'); write_png(F.avg_pool2d(hr[None], 4)[0], tmp_path/f'data/pairs/test/lr/im{i}.png')
         write_png(hr.flip(-1), tmp_path/f'ext/im{i}.png')
     torch.manual_seed(0)
-    for m in ('teacher', 'student', 'sinsr'):
+    for m in ('teacher', 'student', 'sinsr', 'tadsr'):
         save_denoiser(tmp_path/'models'/m, Denoiser(UNet(channels=8, mult=[1], blocks=1, groups=4), ResShiftSchedule(T=4, kappa=1.0)))
     tsv = tmp_path/'results/distill/live/plots/metrics/train/loss.tsv'; tsv.parent.mkdir(parents=True)
     tsv.write_text('step\tloss\n' + ''.join(f'{i}\t{1 / (i + 1)}\n' for i in range(5)))
@@ -58,7 +58,7 @@ def test_shipped_params_evaluate_every_method(workdir):
     out = workdir/'results/evaluate'
     m = read_json(out/'metrics.json')
     assert list(m) == ['test'] and list(m['test']) == METHODS
-    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1]
+    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1, 1]
     assert {k: type(m['test'][k]['psnr']) for k in METHODS} == dict.fromkeys(METHODS, float)
     timing = read_json(out/'timing.json')['test']
     assert min(timing[k]['ms_per_image'] for k in METHODS) > 0, timing
