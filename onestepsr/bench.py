@@ -18,6 +18,7 @@ from .nets.unet import UNet
 from .schedules import make_schedule
 from .train.distill import Distiller, build_nets, plan, sections
 import onestepsr.train.dfosd  # registers the dfosd recipe and its section
+from .train import tadsr as _tadsr  # registers the recipe `tadsr`
 from .upscale import Upsampler
 from fastcore.script import Param
 
@@ -126,6 +127,7 @@ _CONTENDERS = {
     'colearning_diffusion': ('distill', 'diffusion'),
     'colearning_conv': ('distill', 'conv'),
     'dfosd': ('dfosd', None),  # the distillation-free baseline (`onestepsr.train.dfosd`)
+    'tadsr': ('tadsr', None),
 }
 
 
@@ -178,7 +180,7 @@ def bench_train(
     rounds: int = 3,  # interleaved rounds
     paper_protocol: bool = True,  # also time every recipe with a fresh teacher trajectory per iteration
 ) -> dict:  # seconds per iteration of each contender and their ratios to sinsr
-    "Seconds per training iteration: sinsr, co-learning with the diffusion and the conv downsampler, dfosd."
+    "Seconds per training iteration: sinsr, co-learning with the diffusion and the conv downsampler, dfosd, tadsr."
     P = load_params(params)
     cfg = sections(P, 'distill', params)[0]
     res = _time_recipes(P, params, iterations, rounds, None)

@@ -26,7 +26,7 @@ COMMANDS = {  # name -> ('module:function', one-line help)
     ),
     'distill': (
         'onestepsr.train.distill:distill',
-        "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr, dfosd: baselines)",
+        "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr, dfosd, tadsr)",
     ),
     'yonos': ('onestepsr.train.yonos:yonos', 'one link of YONOS-SR scale distillation (--section yonos_x2, yonos_x4, ...)'),
     'yonos_decoder': ('onestepsr.train.yonos:yonos_decoder', "fine-tune a latent YONOS model's decoder (U-Net frozen)"),
@@ -67,6 +67,7 @@ SECTION_OWNERS = (  # the modules registering the sections of params.yaml (`ones
     'onestepsr.train.teacher',
     'onestepsr.train.distill',
     'onestepsr.train.dfosd',
+    'onestepsr.train.tadsr',
     'onestepsr.train.ablate',
     'onestepsr.train.yonos',
     'onestepsr.yonoseval',

@@ -25,6 +25,7 @@ def _tiny_params(latent: bool = False) -> dict:
         'hr': {'features': 'cnn' if latent else 'teacher_encoder', 'hidden': 8, 'vbatch': 0, 'cnn_channels': [8, 16]},
         'lr': {'features': 'cnn', 'hidden': 8, 'cnn_channels': [8, 16]},
         'nad': {'features': 'nad', 'hidden': 8, 'augment': '', 't_max_frac': 1.0},
+        'tad': {'features': 'time_aware', 'augment': '', 'hidden': 8, 'vbatch': 0},
     }
     rows = {'distill': {'paths': ['distill']}, 'all_conv': {'paths': ['distill', 'hr', 'lr'], 'downsampler': 'conv'}}
     return {
@@ -41,6 +42,7 @@ def _tiny_params(latent: bool = False) -> dict:
         'sinsr': {'recipe': 'sinsr', 'out': 'models/sinsr', 'results': 'results/sinsr', **run},
         'dfosd': {'recipe': 'dfosd', 'out': 'models/dfosd', 'results': 'results/dfosd', **run,
                   'options': {'ea_perceptual': {'base': 'ssim'}}},
+        'tadsr': {'recipe': 'tadsr', 'out': 'models/tadsr', 'results': 'results/tadsr', **run},
         'ablation': {'max_minutes': 1.0, 'rows': rows},
     }
 

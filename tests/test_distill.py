@@ -46,7 +46,7 @@ def test_distill_stage_refuses_a_mistyped_key(workdir):
 
 
 def test_distill_stage_refuses_an_unknown_section_and_writes_nothing(workdir):
-    with pytest.raises(ParamsError, match=r"no section 'nosuch' \(recipe sections: distill, sinsr, dfosd\)"):
+    with pytest.raises(ParamsError, match=r"no section 'nosuch' \(recipe sections: distill, sinsr, dfosd, tadsr\)"):
         distill('params.yaml', 'nosuch')
     assert sorted(p.name for p in (workdir/'models').iterdir()) == ['teacher']
     assert not (workdir/'results').exists()
@@ -70,10 +70,10 @@ def test_bench_train_times_whole_teacher_cycles(workdir):
     p['distill']['teacher_reuse'] = 3
     (workdir/'params.yaml').write_text(yaml.safe_dump(p))
     r = bench_train('params.yaml', iterations=2, rounds=1)
-    names = ['colearning_conv', 'colearning_diffusion', 'dfosd', 'sinsr']
+    names = ['colearning_conv', 'colearning_diffusion', 'dfosd', 'sinsr', 'tadsr']
     assert sorted(r['sec_per_iter']) == names
     assert min(r['sec_per_iter'].values()) > 0, r['sec_per_iter']
     assert r['ratio_to_sinsr']['colearning_conv'] == pytest.approx(r['sec_per_iter']['colearning_conv'] / r['sec_per_iter']['sinsr'])
-    assert r['teacher_reuse'] == {'sinsr': 1, 'colearning_diffusion': 3, 'colearning_conv': 3, 'dfosd': 1}
+    assert r['teacher_reuse'] == {'sinsr': 1, 'colearning_diffusion': 3, 'colearning_conv': 3, 'dfosd': 1, 'tadsr': 1}
     assert r['paper_protocol']['teacher_reuse'] == dict.fromkeys(names, 1)
-    assert [len(v) for v in r['rounds'].values()] == [1, 1, 1, 1]
+    assert [len(v) for v in r['rounds'].values()] == [1, 1, 1, 1, 1]

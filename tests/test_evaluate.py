@@ -11,7 +11,7 @@ from onestepsr.nets.denoiser import Denoiser, save_denoiser
 from onestepsr.nets.unet import UNet
 from onestepsr.schedules import ResShiftSchedule, VPSchedule
 
-METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'dfosd_ssim', 'ours', 'yonos']
+METHODS = ['bicubic', 'realesrgan', 'teacher_15', 'teacher_1', 'sinsr', 'dfosd_ssim', 'tadsr', 'ours', 'yonos']
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def workdir(tmp_path, monkeypatch, root):
         write_png(hr, tmp_path/f'data/pairs/test/hr/im{i}.png'); write_png(F.avg_pool2d(hr[None], 4)[0], tmp_path/f'data/pairs/test/lr/im{i}.png')
         write_png(hr.flip(-1), tmp_path/f'ext/im{i}.png')
     torch.manual_seed(0)
-    for m in ('teacher', 'student', 'sinsr', 'dfosd'):
+    for m in ('teacher', 'student', 'sinsr', 'dfosd', 'tadsr'):
         save_denoiser(tmp_path/'models'/m, Denoiser(UNet(channels=8, mult=[1], blocks=1, groups=4), ResShiftSchedule(T=4, kappa=1.0)))
     save_denoiser(tmp_path/'models/yonos_x4', Denoiser(UNet(channels=8, mult=[1], blocks=1, groups=4), VPSchedule('cosine', T=4), 'v'))
     tsv = tmp_path/'results/distill/live/plots/metrics/train/loss.tsv'; tsv.parent.mkdir(parents=True)
@@ -59,7 +59,7 @@ def test_shipped_params_evaluate_every_method(workdir):
     out = workdir/'results/evaluate'
     m = read_json(out/'metrics.json')
     assert list(m) == ['test'] and list(m['test']) == METHODS
-    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1, 1, 1]
+    assert [m['test'][k]['nfe'] for k in METHODS] == [0, 1, 4, 1, 1, 1, 1, 1, 1]
     assert {k: type(m['test'][k]['psnr']) for k in METHODS} == dict.fromkeys(METHODS, float)
     timing = read_json(out/'timing.json')['test']
     assert min(timing[k]['ms_per_image'] for k in METHODS) > 0, timing

@@ -303,6 +303,7 @@ class DiscParams:
     hr: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='teacher_encoder')) # D_H
     lr: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='cnn')) # D_L
     nad: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig('nad', augment='', t_max_frac=1.0)) # D_N
+    tad: DiscConfig = dataclasses.field(default_factory=lambda: DiscConfig(features='time_aware', augment='')) # D_T
 
 register_section('disc', DiscParams)
 

@@ -218,7 +218,7 @@ def loss_options(cfg: DistillConfig) -> dict:  # the recipe config
 def _check_features(teacher: Denoiser, c, role: str):
     "Discriminators see pixels: in latent space the teacher's encoder (it takes latents) cannot be their features."
     if teacher.latent and c.features == 'teacher_encoder':
-        section = {'D_H': 'hr', 'D_L': 'lr', 'D_N': 'nad'}[role]
+        section = {'D_H': 'hr', 'D_L': 'lr', 'D_N': 'nad', 'D_T': 'tad'}[role]
         raise ParamsError(
             f"[disc] {section}: features teacher_encoder runs the teacher on pixels, but this teacher works in the "
             "latent space of its autoencoder: choose cnn or vit"
@@ -242,7 +242,7 @@ def build_nets(
             dataclasses.replace(downsampler or DownsamplerConfig(), scale=scale), teacher.schedule
         )
     disc = disc or DiscParams()
-    for role, c in (('D_H', disc.hr), ('D_L', disc.lr), ('D_N', disc.nad)):
+    for role, c in (('D_H', disc.hr), ('D_L', disc.lr), ('D_N', disc.nad), ('D_T', disc.tad)):
         if role in p:
             _check_features(teacher, c, role)
             nets[role] = build_discriminator(c, teacher)
