@@ -28,7 +28,7 @@ COMMANDS = {  # name -> ('module:function', one-line help)
         'onestepsr.train.distill:distill',
         "a one-step student from the teacher with a recipe (--section distill: the paper's; sinsr, dfosd, tadsr)",
     ),
-    'yonos': ('onestepsr.train.yonos:yonos', 'one link of YONOS-SR scale distillation (--section yonos_x2, yonos_x4, ...)'),
+    'yonos': ('onestepsr.train.yonos:yonos', 'a link of YONOS-SR scale distillation (--section yonos_x2, ...)'),
     'yonos_decoder': ('onestepsr.train.yonos:yonos_decoder', "fine-tune a latent YONOS model's decoder (U-Net frozen)"),
     'yonos_pairs': ('onestepsr.yonoseval:yonos_pairs', 'x8 test pairs from the x4 test HR crops (data/pairs_x8)'),
     'yonos_eval': ('onestepsr.yonoseval:yonos_eval', 'x8: scale-distilled vs directly trained YONOS (results/yonos)'),
