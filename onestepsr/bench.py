@@ -254,6 +254,8 @@ COST_ROWS = {  # `bench train` contender -> (Table III's row, the paper's s/iter
     'sinsr': ('SinSR', 4.55, '30k'),
     'colearning_diffusion': ('ours (diffusion-based downsampler)', 6.63, '20k'),
     'colearning_conv': ('ours (conv-based downsampler)', 4.24, '20k'),
+    'dfosd': ('DFOSD', None, '-'),  # the paper gives no DFOSD or TAD-SR cost: rows without its columns
+    'tadsr': ('TAD-SR', None, '-'),
 }
 COST_CLAIMS = (('sinsr', 'colearning_diffusion'), ('colearning_conv', 'sinsr'))  # (shorter, longer) in the paper
 
@@ -264,7 +266,7 @@ def _cost_line(k: str, res: dict) -> str:
     pp, n = res.get('paper_protocol'), (res.get('trainable_params') or {}).get(k)
     here = [f"{res['sec_per_iter'][k]:.3f}", f"{res['ratio_to_sinsr'][k]:.2f}x"]
     fresh = [f"{pp['sec_per_iter'][k]:.3f}", f"{pp['ratio_to_sinsr'][k]:.2f}x"] if pp else ['-', '-']
-    paper = [f'{paper_s:.2f}', f"{paper_s / COST_ROWS['sinsr'][1]:.2f}x", paper_it]
+    paper = [f'{paper_s:.2f}', f"{paper_s / COST_ROWS['sinsr'][1]:.2f}x", paper_it] if paper_s else ['-'] * 3
     return '| ' + ' | '.join([name, *here, *fresh, f"{n['total'] / 1e6:.3f} M" if n else 'not recorded', *paper]) + ' |'
 
 
@@ -283,7 +285,7 @@ def _cost_caption(res: dict) -> str:
         f"the fastest of {len(next(iter(res['rounds'].values())))} interleaved rounds (`onestepsr bench train`); "
         f"'shared': one teacher trajectory per {res['teacher_reuse']['sinsr']} iterations (the CPU defaults), "
         "'fresh': a new one every iteration (the paper's protocol). Peak memory: not recorded (one process times "
-        "all three recipes, so its peak is not per recipe)."
+        "every recipe, so its peak is not per recipe)."
         + ('' if res.get('trainable_params') else " Trainable parameters: not recorded by the bench run that wrote "
            "this JSON (`bench train` records them since they were added: rerun it).")
         + " Paper: Table III, an NVIDIA A100.\n\n"
@@ -301,7 +303,7 @@ def cost_table(
         '| method | s/iter shared | ratio shared | s/iter fresh | ratio fresh | trainable params '
         '| paper s/iter | paper ratio | paper iterations |',
         '|---|---|---|---|---|---|---|---|---|',
-        *[_cost_line(k, res) for k in COST_ROWS],
+        *[_cost_line(k, res) for k in COST_ROWS if k in res['sec_per_iter']],
     ]
     text = '\n'.join(lines) + '\n\n' + _cost_caption(res) + '\n'
     if out:
