@@ -8,7 +8,7 @@ import dataclasses, typing
 import torch, torch.nn.functional as F
 from .core import Registry
 from .samplers import timesteps
-from .ops import randn_like
+from .ops import randint_t, randn_like
 from .schedules import ResShiftSchedule, VPSchedule
 
 # %% auto #0
@@ -253,11 +253,6 @@ def weight_minsnr(t, # timesteps (B,) in 1..T
     return _normalised(lambda r: r.clamp(max=5) + 1, t, schedule, sigma_data)
 
 # %% ../nbs/09_losses.ipynb #6d84af65
-def _randint_t(B:int, T:int, like:torch.Tensor, generator)->torch.Tensor:
-    "t ~ U{1..T}, B of them, drawn on the generator's device."
-    dev = like.device if generator is None else generator.device
-    return torch.randint(1, T + 1, (B,), generator=generator, device=dev).to(like.device)  # t ~ U{1..T}
-
 def _weighted_mse(pred, target, w):
     "The per-sample MSE weighted by `w`, averaged over the batch."
     return (w.to(pred) * ((pred - target) ** 2).flatten(1).mean(1)).mean()
@@ -271,7 +266,7 @@ def denoise_student(nets:dict, # needs 'student'
                     **wopts, # the weighting's options (sigma_data, vp_kind, gamma)
                    )->torch.Tensor: # scalar
     "L_denoise of the student: weighted x0-prediction MSE at a random t on the real pair."
-    t = _randint_t(b.x0.shape[0], schedule.T, b.x0, generator)
+    t = randint_t(b.x0.shape[0], schedule.T, b.x0, generator)  # t ~ U{1..T}
     x_t = schedule.q_sample(b.x0, b.y, t, randn_like(b.x0, generator))  # x0 + eta_t (y - x0) + kappa sqrt(eta_t) eps
     x0_hat = b.net(nets['student'], x_t, t)
     return _weighted_mse(x0_hat, b.x0, WEIGHTINGS[weighting](t, schedule, **wopts))  # w(t) ||x0 - x0_hat||^2
@@ -288,7 +283,7 @@ def denoise_G(nets:dict, # needs 'G'
     G = nets['G']
     if not hasattr(G, 'denoise'):
         return F.mse_loss(G(b.hr, generator=generator), b.lr)                  # ||y - G(x0)||^2, one step
-    t = _randint_t(b.lr.shape[0], G.schedule.T, b.lr, generator)
+    t = randint_t(b.lr.shape[0], G.schedule.T, b.lr, generator)  # t ~ U{1..T}
     y_t = G.q_sample(b.lr, b.hr, t, randn_like(b.lr, generator))  # y + eta_t (down(x0) - y) + kappa sqrt(eta_t) eps
     y_hat = G.denoise(y_t, b.hr, t)
     return _weighted_mse(y_hat, b.lr, WEIGHTINGS[weighting](t, G.schedule, **wopts))  # w(t) ||y - y_hat||^2

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, torch, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['randn_like', 'bicubic_up', 'bicubic_down', 'quantize', 'check_hr', 'pad_to', 'one_thread_per_op']
+__all__ = ['randn_like', 'randint_t', 'bicubic_up', 'bicubic_down', 'quantize', 'check_hr', 'pad_to', 'one_thread_per_op']
 
 # %% ../nbs/00b_ops.ipynb #7ac9681e
 def randn_like(x:torch.Tensor, # the shape, dtype and device to match
@@ -17,6 +17,16 @@ def randn_like(x:torch.Tensor, # the shape, dtype and device to match
     if generator is None:
         return torch.randn_like(x)
     return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+
+# %% ../nbs/00b_ops.ipynb #cce618a5
+def randint_t(B:int, # how many timesteps
+              T:int, # the largest one (t ~ U{1..T})
+              like:torch.Tensor, # their device
+              generator:torch.Generator|None=None, # drawn on the generator's device (then moved)
+             )->torch.Tensor: # (B,) int64
+    "t ~ U{1..T}, B of them, drawn on the generator's device and moved to `like`'s."
+    dev = like.device if generator is None else generator.device
+    return torch.randint(1, T + 1, (B,), generator=generator, device=dev).to(like.device)
 
 # %% ../nbs/00b_ops.ipynb #b8fa4c29
 def bicubic_up(lr:torch.Tensor, # B x C x h x w (or C x h x w) in [0, 1]

@@ -10,7 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from safetensors.torch import load_file
 from ..core import Registry, register_section
-from ..ops import randn_like
+from ..ops import randint_t, randn_like
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'FEATURES', 'aug_color', 'aug_translation', 'aug_cutout', 'diff_augment', 'circular_pad', 'BatchNormLocal',
@@ -141,8 +141,7 @@ class TeacherEncoder(nn.Module):
         sched = self.teacher.schedule
         y = x if cond is None else cond
         hi = max(1, math.ceil(self.t_max_frac * sched.T))
-        dev = x.device if generator is None else generator.device
-        t = torch.randint(1, hi + 1, (x.shape[0],), generator=generator, device=dev).to(x.device)
+        t = randint_t(x.shape[0], hi, x, generator)
         x_t = sched.q_sample(x, y, t, randn_like(x, generator))           # x + eta_t (y - x) + kappa sqrt(eta_t) eps
         return self.teacher.encode(x_t, y, t)                                   # as the teacher preconditions its input
 

@@ -8,7 +8,7 @@ import math
 import torch, torch.nn as nn
 from .discriminator import FEATURES, DiscConfig
 from .unet import group_norm, timestep_embedding
-from ..ops import randn_like
+from ..ops import randint_t, randn_like
 
 # %% auto #0
 __all__ = ['TimeModulation', 'TimeAwareEncoder']
@@ -58,8 +58,7 @@ class TimeAwareEncoder(nn.Module):
         y = cond[0] if isinstance(cond, tuple) else cond
         y = torch.zeros_like(x) if y is None else y
         if t is None:
-            dev = x.device if generator is None else generator.device
-            t = torch.randint(1, sched.T + 1, (x.shape[0],), generator=generator, device=dev).to(x.device)
+            t = randint_t(x.shape[0], sched.T, x, generator)
         x_t = sched.q_sample(x, y, t, randn_like(x, generator))     # z_0 + eta_t (y - z_0) + kappa sqrt(eta_t) eps
         return [m(f, t) for m, f in zip(self.mods, self._encode(x_t, cond, t))]   # eqs. 9-10
 

@@ -116,6 +116,7 @@ class Checkpointer:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"checkpoint_every: expected an integer >= 1, got {every!r}")
         self.folder, self.every, self.hash = Path(folder), every, config_hash(config)
+        self._meta = {}  # (folder, its files' size and mtime) -> its JSON: an unchanged checkpoint is hashed once
 
     def save(self, it: int, objects: dict, extra: dict = {}):  # iteration done, name -> object, JSON facts
         "Write the checkpoint of iteration `it` atomically, then remove the older ones."
@@ -141,7 +142,7 @@ class Checkpointer:
         found = sorted(self.folder.glob('ckpt-*')) if self.folder.is_dir() else []
         if not found:
             return None
-        meta = _read_meta(found[-1])
+        meta = self._checked(found[-1])
         if meta['config_hash'] != self.hash:
             if getattr(self, '_said', None) != found[-1]:
                 self._said = found[-1]
@@ -152,13 +153,20 @@ class Checkpointer:
 
     def load(self, path: Path, objects: dict) -> tuple[int, dict]:  # a checkpoint folder -> (iteration, extra)
         "Restore `objects` and the RNGs from the checkpoint `path`."
-        meta = _read_meta(path)
+        meta = self._checked(path)
         try:
             tensors = load_file(str(path / 'state.safetensors'))
         except Exception as e:
             raise ValueError(f"{path / 'state.safetensors'}: unreadable resume checkpoint ({e})") from None
         restore(objects, unflatten(meta['tree'], tensors))
         return meta['iteration'], meta['extra']
+
+    def _checked(self, path: Path) -> dict:  # a ckpt-* folder -> its JSON
+        "`_read_meta` of `path`, again only when its files changed (the sha256 reads the whole tensor file)."
+        key = (path, *[(f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else None for f in _files(path)])
+        if key not in self._meta:
+            self._meta[key] = _read_meta(path)
+        return self._meta[key]
 
     def resumes(self) -> bool:  # is there a checkpoint to resume from?
         "True when the run will resume (e.g. to keep its logs)."
@@ -169,11 +177,15 @@ class Checkpointer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _files(path: Path) -> tuple[Path, Path]:  # a ckpt-* folder -> its tensor file and its JSON
+    return path / 'state.safetensors', path / 'state.json'
+
+
 def _read_meta(path: Path) -> dict:  # a ckpt-* folder
     "The checkpoint's JSON, checked against its tensor file; a damaged checkpoint is refused with its path."
-    st = path / 'state.safetensors'
+    st, js = _files(path)
     try:
-        meta = read_json(path / 'state.json')
+        meta = read_json(js)
         ok = st.is_file() and sha256sum(st) == meta['sha256']
     except (ValueError, FileNotFoundError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: corrupt resume checkpoint ({e}); delete it to start afresh") from None

@@ -11,7 +11,7 @@ from ..losses import GAN_FORMS, LOSSES, Batch, fill_outputs
 from ..metrics import METRICS, _cache_view, locate_weights, ssim
 from ..nets.denoiser import Denoiser
 from ..nets.discriminator import FEATURES, DiscConfig
-from ..ops import randn_like
+from ..ops import randint_t, randn_like
 from .distill import RECIPES, DistillConfig
 
 # %% auto #0
@@ -99,8 +99,7 @@ class NADFeatures(nn.Module):
         y, lq = (x, x if self.lq else None) if cond is None else cond
         sched = self.nad.schedule
         hi = max(1, math.ceil(self.t_max_frac * sched.T))
-        dev = x.device if generator is None else generator.device
-        t = torch.randint(1, hi + 1, (x.shape[0],), generator=generator, device=dev).to(x.device)
+        t = randint_t(x.shape[0], hi, x, generator)
         x_t = sched.q_sample(x, y, t, randn_like(x, generator))  # eq. 4: F(z, t)
         return self.nad.encode(x_t, y, t, lq)[-1:]  # the middle block's output
 

@@ -141,7 +141,7 @@ def finite(
 ) -> bool:  # every loss and gradient is finite
     "Are the step's losses and gradients free of NaN and inf?"
     ts = [l.detach() for l in losses] + [q.grad for q in params if q.grad is not None]
-    return all(bool(torch.isfinite(t).all()) for t in ts)
+    return not ts or bool(torch.stack([torch.isfinite(t).all() for t in ts]).all())  # one device sync
 
 
 class Guard:

@@ -9,7 +9,7 @@ from fastcore.basics import patch
 from ..core import register_section
 from ..losses import ADVERSARIES, GAN_FORMS, LOSSES, Batch, _need, adversary
 from ..nets import timeaware  # registers the 'time_aware' discriminator features
-from ..ops import randn_like
+from ..ops import randint_t, randn_like
 from ..schedules import ResShiftSchedule
 from .distill import RECIPES, DistillConfig
 
@@ -24,11 +24,6 @@ def denoiser_cond(self:Batch): # (y, lq): what the teacher is called with beside
 
 ADVERSARIES['D_T'] = ('x0', 'x0_student', 'denoiser_cond')  # the teacher's space: latents, or pixels
 
-def _small_t(B:int, t_max:int, like:torch.Tensor, generator)->torch.Tensor:
-    "t' ~ U{1..t_max}, B of them, drawn on the generator's device."
-    dev = like.device if generator is None else generator.device
-    return torch.randint(1, t_max + 1, (B,), generator=generator, device=dev).to(like.device)
-
 @LOSSES.register('hsd')
 def hsd(nets:dict, # needs 'teacher' (and 'student' unless b.x0_student is set)
         b:Batch, # needs x0_teacher
@@ -40,7 +35,7 @@ def hsd(nets:dict, # needs 'teacher' (and 'student' unless b.x0_student is set)
     if b.x0_teacher is None:
         raise ValueError("hsd needs b.x0_teacher: run the teacher's deterministic sampler from b.x_T first")
     z_s, z_t = _need(nets, b, schedule, 'x0_student'), b.x0_teacher.detach()
-    t = _small_t(z_s.shape[0], t_max, z_s, generator)                           # t' ~ U{1..3}
+    t = randint_t(z_s.shape[0], t_max, z_s, generator)                           # t' ~ U{1..3}
     eps = randn_like(z_s, generator)                                            # the same eps' for both
     with torch.no_grad():
         zs_t = schedule.q_sample(z_s.detach(), b.y, t, eps)                     # z_t'^stu, eq. 1
