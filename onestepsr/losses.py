@@ -43,6 +43,12 @@ class Batch:
         "`model(x, y, t)`, with the batch's condition when it has one."
         return model(x, self.y, t) if self.cond is None else model(x, self.y, t, self.cond)
 
+    def rows(self, rows:slice)->'Batch': # e.g. slice(0, 4): a micro-batch of gradient accumulation
+        "The batch's rows `rows`: every tensor sliced, the rest (decode, logits) kept."
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        cut = {k: v[rows] for k, v in fields.items() if isinstance(v, torch.Tensor)}
+        return dataclasses.replace(self, **cut)
+
 # %% ../nbs/09_losses.ipynb #03a06516
 def fill_outputs(nets:dict, # networks by role: 'student', 'G', ...
                  b:Batch, # the batch; missing outputs are computed and stored in it

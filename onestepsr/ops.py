@@ -4,29 +4,69 @@
 
 # %% ../nbs/00b_ops.ipynb #f05f5562
 from __future__ import annotations
-import contextlib, torch, torch.nn.functional as F
+import contextlib, contextvars, torch, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['randn_like', 'randint_t', 'bicubic_up', 'bicubic_down', 'quantize', 'check_hr', 'pad_to', 'one_thread_per_op']
+__all__ = ['rows_of', 'batch_draw', 'randn_like', 'randint_t', 'bicubic_up', 'bicubic_down', 'quantize', 'check_hr', 'pad_to',
+           'one_thread_per_op']
+
+# %% ../nbs/00b_ops.ipynb #18b56b66
+_ROWS = contextvars.ContextVar('onestepsr_rows', default=None)  # (start, size, total) or None
+
+
+@contextlib.contextmanager
+def rows_of(start:int, # the first row of this process (or micro-batch) in the global batch
+            size:int, # its number of rows
+            total:int, # the global batch's rows
+           ):
+    "Inside: `batch_draw` (and the draws below) give rows `start:start+size` of a draw for `total` rows."
+    if not 0 <= start <= start + size <= total or size < 1:
+        raise ValueError(f"rows_of: rows {start}..{start + size} do not lie in a batch of {total}")
+    token = _ROWS.set((start, size, total))
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
+
+
+def batch_draw(n:int, # the rows wanted (a multiple of the `rows_of` size inside one)
+               draw, # draw(m) -> a tensor whose first dimension has m rows
+              )->torch.Tensor: # n rows
+    "This process's `n` rows of a draw over the global batch (`rows_of`); the plain `draw(n)` outside one."
+    r = _ROWS.get()
+    if r is None:
+        return draw(n)
+    start, size, total = r
+    if n % size:
+        raise ValueError(f"batch_draw: {n} rows are not whole blocks of this process's {size} rows of {total}")
+    k = n // size
+    full = draw(k * total)
+    if k == 1:
+        return full[start:start + size]
+    idx = torch.cat([torch.arange(j * total + start, j * total + start + size) for j in range(k)])
+    return full[idx.to(full.device)]
 
 # %% ../nbs/00b_ops.ipynb #7ac9681e
 def randn_like(x:torch.Tensor, # the shape, dtype and device to match
                generator:torch.Generator|None=None, # drawn on the generator's device (then moved), for reproducibility
-              )->torch.Tensor: # standard normal noise like `x`
-    "Standard normal noise shaped like `x`, from `generator` when given."
-    if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+              )->torch.Tensor: # standard normal noise like `x` (its first dimension: rows of the batch)
+    "Standard normal noise shaped like `x`, from `generator` when given (`batch_draw` rows)."
+    dev = x.device if generator is None else generator.device
+    if x.dim() == 0:
+        return torch.randn((), generator=generator, device=dev, dtype=x.dtype).to(x.device)
+    draw = lambda m: torch.randn((m, *x.shape[1:]), generator=generator, device=dev, dtype=x.dtype)
+    return batch_draw(x.shape[0], draw).to(x.device)
 
 # %% ../nbs/00b_ops.ipynb #cce618a5
-def randint_t(B:int, # how many timesteps
+def randint_t(B:int, # how many timesteps (this process's rows inside `rows_of`)
               T:int, # the largest one (t ~ U{1..T})
               like:torch.Tensor, # their device
               generator:torch.Generator|None=None, # drawn on the generator's device (then moved)
              )->torch.Tensor: # (B,) int64
     "t ~ U{1..T}, B of them, drawn on the generator's device and moved to `like`'s."
     dev = like.device if generator is None else generator.device
-    return torch.randint(1, T + 1, (B,), generator=generator, device=dev).to(like.device)
+    draw = lambda m: torch.randint(1, T + 1, (m,), generator=generator, device=dev)
+    return batch_draw(B, draw).to(like.device)
 
 # %% ../nbs/00b_ops.ipynb #b8fa4c29
 def bicubic_up(lr:torch.Tensor, # B x C x h x w (or C x h x w) in [0, 1]

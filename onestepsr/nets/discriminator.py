@@ -10,7 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from safetensors.torch import load_file
 from ..core import Registry, register_section
-from ..ops import randint_t, randn_like
+from ..ops import batch_draw, randint_t, randn_like
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'FEATURES', 'aug_color', 'aug_translation', 'aug_cutout', 'diff_augment', 'circular_pad', 'BatchNormLocal',
@@ -23,7 +23,8 @@ AUGMENTS = Registry('augmentation')
 def _u(x, generator, *shape):
     "Uniform [0, 1) numbers, one set per image, drawn on the generator's device."
     dev = x.device if generator is None else generator.device
-    return torch.rand(x.shape[0], *shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
+    draw = lambda m: torch.rand(m, *shape, generator=generator, device=dev, dtype=x.dtype)
+    return batch_draw(x.shape[0], draw).to(x.device)
 
 @AUGMENTS.register('color')
 def aug_color(x:torch.Tensor, # B x 3k x H x W: k images of 3 channels each, changed alike
@@ -41,7 +42,8 @@ def aug_color(x:torch.Tensor, # B x 3k x H x W: k images of 3 channels each, cha
 def _randint(x, generator, lo, hi):
     "Integers in [lo, hi), one per image, shaped B x 1 x 1."
     dev = x.device if generator is None else generator.device
-    return torch.randint(lo, hi, (x.shape[0], 1, 1), generator=generator, device=dev).to(x.device)
+    draw = lambda m: torch.randint(lo, hi, (m, 1, 1), generator=generator, device=dev)
+    return batch_draw(x.shape[0], draw).to(x.device)
 
 def _grid(x, h, w):
     return torch.meshgrid(torch.arange(x.shape[0], device=x.device), torch.arange(h, device=x.device),

@@ -13,6 +13,7 @@ from ..core import write_json
 from ..infer import diffusion_upscaler, load_pairs, score_pairs
 from ..metrics import METRICS, build_metrics
 from ..nets.denoiser import load_denoiser
+from .parallel import main_process, wait_for_everyone
 from .distill import distill, sections
 
 # %% auto #0
@@ -92,9 +93,13 @@ def ablate(
     if row not in rows:
         raise ParamsError(f"{params}: ablation row {row!r} is not in ablation.rows ({', '.join(rows) or 'none'})")
     d = run_dir(out, row, seed)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / 'params.yaml').write_text(yaml.safe_dump(_row_params(P, row, seed, out), sort_keys=False))
+    if main_process():  # under a launcher: the main process writes the run's params, every process trains
+        d.mkdir(parents=True, exist_ok=True)
+        (d / 'params.yaml').write_text(yaml.safe_dump(_row_params(P, row, seed, out), sort_keys=False))
+    wait_for_everyone()
     distill(str(d / 'params.yaml'), 'distill')
+    if not main_process():
+        return {}
     m = read_json(d / 'metrics.json')
     m['student'] = {'row': row, 'seed': seed, **student_scores(str(d / 'params.yaml'))}
     write_json(m, d / 'metrics.json')

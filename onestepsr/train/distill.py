@@ -27,17 +27,18 @@ from ..infer import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pair
 from ..imagestats import domain_line, domain_report, image_stats
 from ..losses import LOSSES, Batch, fill_outputs, logit_accuracies
 from ..nets.denoiser import Denoiser, load_denoiser, save_denoiser
-from ..nets.discriminator import DiscParams, build_discriminator
+from ..nets.discriminator import BatchNormLocal, DiscParams, build_discriminator
 from ..nets.downsampler import DownsamplerConfig, build_downsampler
 from ..ops import quantize, randn_like
 from ..samplers import sample
 from .checkpoint import run_checkpointer
-from .loop import BatchReuse, Guard, LiveLogger, finite, model_pair, train_loop
+from .loop import BatchReuse, Guard, LiveLogger, model_pair, train_loop
+from .parallel import Engine, engine_of
 
 # %% auto #0
-__all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'plan', 'generator_terms', 'make_batch', 'train_step',
-           'DistillConfig', 'loss_options', 'build_nets', 'sections', 'Distiller', 'train_student', 'test_scores',
-           'downsampled', 'lr_domain', 'save_outputs', 'distill']
+__all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'DISC_SECTIONS', 'plan', 'generator_terms', 'make_batch',
+           'train_step', 'DistillConfig', 'loss_options', 'build_nets', 'sections', 'Distiller', 'train_student',
+           'test_scores', 'downsampled', 'lr_domain', 'save_outputs', 'distill']
 
 # %% ../../nbs/10_train.distill.ipynb #ed1ee5c8
 RECIPES = Registry('recipe')
@@ -128,28 +129,8 @@ def _params(opt) -> list:
     return [q for grp in opt.param_groups for q in grp['params']]
 
 
-def _step(opt, clip: float):
-    "Clip the gradient norm of an optimizer's parameters (clip > 0), then step."
-    if clip > 0:
-        nn.utils.clip_grad_norm_(_params(opt), clip)
-    opt.step()
-
-
-def _backward(loss: torch.Tensor, optims: dict, roles: list, retain: bool = False):
-    "Back-propagate `loss` into the parameters of the optimizers of `roles` only."
-    torch.autograd.backward(loss, inputs=[q for n in roles for q in _params(optims[n])], retain_graph=retain)
-
-
-def train_step(
-    nets: dict,  # networks by role
-    optims: dict,  # role -> optimizer, for every role of the plan
-    p: dict,  # from `plan`
-    b: Batch,  # from `make_batch`
-    loss_opts: dict = {},  # loss -> keyword options (e.g. {'hr_g': {'gan': 'hinge'}})
-    generator: torch.Generator | None = None,  # for the losses' own randomness
-    clip: float = 1.0,  # gradient-norm clipping (0: none)
-) -> dict[str, float]:  # every loss value
-    "One update of every network of the plan; the loss values and the discriminators' accuracies (`b` is left clean)."
+def _grads(nets: dict, optims: dict, p: dict, b: Batch, loss_opts: dict, generator, engine: Engine) -> dict:
+    "A micro-batch's losses, back-propagated into the generators, then into the discriminators."
     b = dataclasses.replace(b, logits={} if any(n.startswith('D_') for n in p) else None)  # one D pass, both its losses
     sched, discs = nets['student'].schedule, [n for n in p if n.startswith('D_')]
     gens, terms = [n for n in p if n not in discs], generator_terms(p)
@@ -157,16 +138,30 @@ def train_step(
     fill_outputs(nets, b, sched, generator)  # x_phi(x_T, y, T) and y_hat = G(...)
     vals = {k: L(k) for k in terms}
     dv = {k: L(k) for n in discs for k in p[n]}
+    inputs = lambda roles: [q for n in roles for q in _params(optims[n])]
+    engine.backward(sum(w * vals[k] for k, w in terms.items()), inputs(gens), retain=bool(discs))  # eqs. 7-8
+    if discs:
+        engine.backward(sum(w * dv[k] for n in discs for k, w in p[n].items()), inputs(discs))  # eqs. 3, 5
+    return {**vals, **dv, **logit_accuracies(b.logits)}
+
+
+def train_step(
+    nets: dict,  # networks by role
+    optims: dict,  # role -> optimizer, for every role of the plan
+    p: dict,  # from `plan`
+    b: Batch,  # from `make_batch` (this process's rows of the global batch)
+    loss_opts: dict = {},  # loss -> keyword options (e.g. {'hr_g': {'gan': 'hinge'}})
+    generator: torch.Generator | None = None,  # for the losses' own randomness
+    clip: float = 1.0,  # gradient-norm clipping (0: none)
+    engine: Engine | None = None,  # processes, micro-batches, precision (None: one process, the whole batch)
+) -> dict[str, float]:  # every loss value
+    "One update of every network of the plan; the loss values and the discriminators' accuracies (`b` is left clean)."
+    engine = engine or Engine(len(b.x0), str(b.x0.device))
     for n in p:
         optims[n].zero_grad(set_to_none=True)
-    _backward(sum(w * vals[k] for k, w in terms.items()), optims, gens, retain=bool(discs))  # eqs. 7-8
-    if discs:
-        _backward(sum(w * dv[k] for n in discs for k, w in p[n].items()), optims, discs)  # eqs. 3, 5
-    if not finite([*vals.values(), *dv.values()], [q for n in p for q in _params(optims[n])]):
-        return {'skipped': 1.0}  # the guard: a non-finite loss or gradient updates nothing
-    for n in p:
-        _step(optims[n], clip)
-    return {**{k: float(v.detach()) for k, v in {**vals, **dv}.items()}, **logit_accuracies(b.logits)}
+    body = lambda rows: _grads(nets, optims, p, b.rows(rows), loss_opts, generator, engine)
+    vals = engine.accumulate(generator, body, [t for n in p for t in nets[n].buffers()])  # spectral norm's u, v
+    return engine.step([optims[n] for n in p], vals, clip)  # or {'skipped': 1.0}: a non-finite loss or gradient
 
 # %% ../../nbs/10_train.distill.ipynb #e3213788
 @dataclasses.dataclass
@@ -201,6 +196,8 @@ class DistillConfig:
     checkpoint_every: int = 0  # iterations between resume checkpoints in checkpoints/OUT (0: none)
     max_skips: int = 3  # non-finite steps in a row before rolling back to the last checkpoint
     lr_decay: float = 0.5  # learning-rate factor at each rollback
+    mixed_precision: str = 'no'  # 'no', 'bf16' or 'fp16': the forward passes' precision (`train.parallel`)
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size is the global batch)
 
 
 RECIPE_SECTIONS = ('distill', 'sinsr')  # the sections of params.yaml that configure a recipe
@@ -215,10 +212,13 @@ def loss_options(cfg: DistillConfig) -> dict:  # the recipe config
     return opts | {k: opts.get(k, {}) | o for k, o in cfg.options.items()}  # the section's own, e.g. a base loss
 
 
+DISC_SECTIONS = {'D_H': 'hr', 'D_L': 'lr', 'D_N': 'nad', 'D_T': 'tad'}  # discriminator role -> its `disc` section
+
+
 def _check_features(teacher: Denoiser, c, role: str):
     "Discriminators see pixels: in latent space the teacher's encoder (it takes latents) cannot be their features."
     if teacher.latent and c.features == 'teacher_encoder':
-        section = {'D_H': 'hr', 'D_L': 'lr', 'D_N': 'nad', 'D_T': 'tad'}[role]
+        section = DISC_SECTIONS[role]
         raise ParamsError(
             f"[disc] {section}: features teacher_encoder runs the teacher on pixels, but this teacher works in the "
             "latent space of its autoencoder: choose cnn or vit"
@@ -242,7 +242,8 @@ def build_nets(
             dataclasses.replace(downsampler or DownsamplerConfig(), scale=scale), teacher.schedule
         )
     disc = disc or DiscParams()
-    for role, c in (('D_H', disc.hr), ('D_L', disc.lr), ('D_N', disc.nad), ('D_T', disc.tad)):
+    for role, section in DISC_SECTIONS.items():
+        c = getattr(disc, section)
         if role in p:
             _check_features(teacher, c, role)
             nets[role] = build_discriminator(c, teacher)
@@ -282,6 +283,19 @@ def _optimizer(net: nn.Module, role: str, cfg: DistillConfig) -> torch.optim.Opt
     )
 
 
+def _whole_groups(nets: dict, p: dict, engine: Engine):
+    "Refuse a split that cuts a discriminator's batch-norm groups: a split batch must be one run, not another."
+    for n in [n for n in p if n in DISC_SECTIONS] if engine.split else []:
+        vb = {m.vbatch for m in nets[n].modules() if isinstance(m, BatchNormLocal)}
+        for v in sorted(vb):
+            if v == 0 or engine.micro % v:
+                raise ParamsError(
+                    f"{engine.where}: disc.{DISC_SECTIONS[n]}.vbatch {v}: {n}'s batch norm takes its statistics over "
+                    f"groups of {v or 'all'} rows, but each process and micro-batch holds {engine.micro} rows "
+                    f"({engine.world} processes x grad_accum {engine.accum}): set vbatch to a divisor of {engine.micro}"
+                )
+
+
 class Distiller:
     "One training iteration of a plan: the optimizers, the noise generator and the (reused) batches of a run."
 
@@ -291,16 +305,25 @@ class Distiller:
         p: dict,  # from `plan`
         loader,  # endless {'hr', 'lr'} batches
         cfg: DistillConfig,  # the recipe config
-        scale: int,
-    ):  # the SR factor
+        scale: int,  # the SR factor
+        engine: Engine | None = None,  # this process's share (None: `engine_of(cfg)`, one process)
+    ):
         dev = next(nets['student'].parameters()).device
         self.nets, self.p, self.cfg, self.opts = nets, p, cfg, loss_options(cfg)
+        self.engine = engine or engine_of(cfg, str(dev))
+        _whole_groups(nets, p, self.engine)
         self.optims = {n: _optimizer(nets[n], n, cfg) for n in p}
         self.g, self.loader, self.lr_scale = torch.Generator(dev).manual_seed(cfg.seed), loader, 1.0
         self.base = {n: o.param_groups[0]['lr'] for n, o in self.optims.items()}  # lr_scale: the guard lowers it
         need = any(k in TEACHER_TERMS for k in generator_terms(p))
-        make = lambda: make_batch(nets, {k: v.to(dev) for k, v in next(loader).items()}, scale, self.g, need)
-        self.batches = BatchReuse(make, cfg.teacher_reuse)
+        self.batches = BatchReuse(lambda: self._make(scale, need), cfg.teacher_reuse)
+
+    def _make(self, scale: int, need: bool) -> Batch:  # need: run the teacher's trajectory
+        "This process's rows of a new global batch, with its noise and the teacher's outputs."
+        dev, e = self.engine.device, self.engine
+        with e.rows(), e.autocast():
+            return make_batch(self.nets, {k: v.to(dev) for k, v in e.shard(next(self.loader)).items()}, scale, self.g,
+                              need)
 
     def state(self) -> dict:  # the run's stateful objects (`train_loop`'s resume checkpoints)
         return {**{n: self.nets[n] for n in self.p}, **{f'opt_{n}': o for n, o in self.optims.items()},
@@ -309,7 +332,8 @@ class Distiller:
     def __call__(self, i: int = 0) -> dict:  # the iteration index (unused: the state is in the object) -> loss values
         for n, o in self.optims.items():
             o.param_groups[0]['lr'] = self.base[n] * self.lr_scale
-        return train_step(self.nets, self.optims, self.p, next(self.batches), self.opts, self.g, self.cfg.clip)
+        b = next(self.batches)
+        return train_step(self.nets, self.optims, self.p, b, self.opts, self.g, self.cfg.clip, self.engine)
 
 
 def train_student(
@@ -321,10 +345,11 @@ def train_student(
     logger=None,  # a `LiveLogger` (or None): the losses every `cfg.log_every` iterations
     progress: bool = True,  # show a progress bar
     ckpt=None,  # a `onestepsr.train.checkpoint.Checkpointer`: resume from it and write to it (None: none)
+    engine: Engine | None = None,  # this process's share of a launch (None: one process)
 ) -> dict:  # iterations, minutes, seconds per iteration, what stopped the run
     "Train every network of the plan for `cfg.iterations` iterations (`cfg.max_minutes` only guards)."
-    step, guard = Distiller(nets, p, loader, cfg, scale), Guard(cfg.max_skips, cfg.lr_decay)
-    args = (cfg.iterations, cfg.max_minutes, cfg.recipe, logger, cfg.log_every, (), progress, ckpt, guard)
+    step, guard = Distiller(nets, p, loader, cfg, scale, engine), Guard(cfg.max_skips, cfg.lr_decay)
+    args = (cfg.iterations, cfg.max_minutes, cfg.recipe, logger, cfg.log_every, (), progress, ckpt, guard, step.engine)
     return train_loop(step, *args)
 
 # %% ../../nbs/10_train.distill.ipynb #4c6eed48
@@ -382,30 +407,9 @@ def save_outputs(cfg: DistillConfig, nets: dict, p: dict, stats: dict):
         save_checkpoint(cfg.out_downsampler, {'G': nets['G']}, nets['G'].kwargs)
 
 
-def distill(
-    params: str = 'params.yaml',  # the params file
-    section: str = 'distill',  # the recipe's section: 'distill' (the paper's method), 'sinsr' (the baseline), ...
-):
-    "DVC stage: distil a one-step student with the recipe of `section`; write the models and the test metrics."
-    cfg, deg, disc, down = sections(load_params(params), section, params)
-    seed_everything(cfg.seed)
-    dev = get_device(cfg.device)
-    teacher = load_denoiser(cfg.teacher, dev)
-    p = plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights)
-    nets = {k: v.to(dev) for k, v in build_nets(teacher, p, deg.scale, disc, down).items()}
-    loader = train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev)
-    P = load_pairs(cfg.pairs, 'test', deg.scale) if 'G' in nets else None  # G's LR images against the real ones
-    g0 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at iteration 0
-    run = {'distill': dataclasses.asdict(cfg), 'degrade': deg, 'disc': disc, 'downsampler': down,
-           'teacher': sha256sum(Path(cfg.teacher, 'model.safetensors'))}  # the resume key
-    ckpt = run_checkpointer(cfg.checkpoint_every, cfg.out, run, cfg.teacher_reuse)
-    logger = LiveLogger(Path(cfg.results, 'live'), resume=ckpt is not None and ckpt.resumes())
-    stats = train_student(nets, p, loader, cfg, deg.scale, logger, ckpt=ckpt)
-    logger.close()
-    save_outputs(cfg, nets, p, stats)
-    if ckpt is not None and stats['stopped_by'] == 'iterations':
-        ckpt.clear()  # the models are saved
-    test, secs = test_scores(teacher, nets['student'], cfg.pairs, deg.scale)
+def _report(section: str, cfg: DistillConfig, teacher, nets: dict, p: dict, stats: dict, P, g0, scale: int):
+    "Score the student, measure G's LR images again, write metrics.json and timing.json, print the summary."
+    test, secs = test_scores(teacher, nets['student'], cfg.pairs, scale)
     train = {k: v for k, v in stats.items() if k not in ('minutes', 'sec_per_iter')}
     g1 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at the end
     dom = {'lr_domain': lr_domain(P, g0, g1, nets['G'].kwargs['kind'])} if P else {}
@@ -419,3 +423,32 @@ def distill(
     if dom:
         d = dom['lr_domain']
         print(f"{section}: LR domain, {d['images']} test images, {d['downsampler']} G: {domain_line(d)}")
+
+
+def distill(
+    params: str = 'params.yaml',  # the params file
+    section: str = 'distill',  # the recipe's section: 'distill' (the paper's method), 'sinsr' (the baseline), ...
+):
+    "DVC stage: distil a one-step student with the recipe of `section`; write the models and the test metrics."
+    cfg, deg, disc, down = sections(load_params(params), section, params)
+    seed_everything(cfg.seed)
+    engine = engine_of(cfg, where=f'{params} [{section}]')  # one process, or this one's share of a launch
+    dev = engine.device
+    teacher = load_denoiser(cfg.teacher, dev)
+    p = plan(cfg.recipe, cfg.paths, cfg.w, cfg.adv_weight, cfg.weights)
+    nets = {k: v.to(dev) for k, v in build_nets(teacher, p, deg.scale, disc, down).items()}
+    loader = train_loader(cfg.hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, device=dev)
+    P = load_pairs(cfg.pairs, 'test', deg.scale) if 'G' in nets and engine.main else None  # G's LR images
+    g0 = image_stats(downsampled(nets['G'], P['hr'], cfg.seed)) if P else None  # at iteration 0
+    run = {'distill': dataclasses.asdict(cfg), 'degrade': deg, 'disc': disc, 'downsampler': down,
+           'teacher': sha256sum(Path(cfg.teacher, 'model.safetensors'))}  # the resume key
+    ckpt = run_checkpointer(cfg.checkpoint_every, cfg.out, run, cfg.teacher_reuse)
+    logger = LiveLogger(Path(cfg.results, 'live'), resume=ckpt is not None and ckpt.resumes()) if engine.main else None
+    stats = train_student(nets, p, loader, cfg, deg.scale, logger, ckpt=ckpt, engine=engine)
+    if not engine.main:
+        return  # the main process saves, scores and writes
+    logger.close()
+    save_outputs(cfg, nets, p, stats)
+    if ckpt is not None and stats['stopped_by'] == 'iterations':
+        ckpt.clear()  # the models are saved
+    _report(section, cfg, teacher, nets, p, stats, P, g0, deg.scale)

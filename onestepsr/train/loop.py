@@ -153,6 +153,7 @@ class Guard:
         lr_decay: float = 0.5,  # the factor on the learning rate at each rollback
     ):
         self.max_skips, self.lr_decay, self.row, self.skipped, self.rollbacks = max_skips, lr_decay, 0, 0, 0
+        self.overflows = 0  # fp16 overflows (not counted as skips)
 
     def see(
         self,
@@ -162,6 +163,9 @@ class Guard:
         logger=None,  # where `train/skipped` (the skips so far) goes
     ) -> bool:  # roll back now?
         "Record one step's outcome; True when the run must roll back."
+        if vals.get('overflow'):  # fp16's loss scale was too high: lowered, the iteration is done again
+            self.overflows += 1
+            return False
         if not vals.get('skipped'):
             self.row = 0
             return False
@@ -213,8 +217,10 @@ def _stop_warning(desc: str, it: int, iterations: int, max_minutes: float) -> st
     return msg
 
 
-def _after(it: int, vals: dict, logger, log_every: int, hooks, ckpt, step):
-    "Log, run the hooks and write the checkpoint due after iteration `it`."
+def _after(it: int, vals: dict, logger, log_every: int, hooks, ckpt, step, main: bool = True):
+    "Log, run the hooks and write the checkpoint due after iteration `it` (on the main process only)."
+    if not main:
+        return
     if logger is not None and log_every and it % log_every == 0:
         logger.log(it, {f'train/{k}': v for k, v in vals.items()})
     for every, fn in hooks:
@@ -236,13 +242,16 @@ def train_loop(
     progress: bool = True,  # show a tqdm progress bar
     ckpt=None,  # a `Checkpointer`: resume from its newest checkpoint, write one every `ckpt.every` (needs step.state)
     guard: Guard | None = None,  # the stability guard (None: a `Guard()`); a rollback needs step.lr_scale
+    engine=None,  # a `train.parallel.Engine` of a launch with several processes (None: one process)
 ) -> dict:  # iterations, minutes, sec_per_iter, stopped_by (+ skipped, rollbacks, resumed_from when they happened)
     "Run `step` for `iterations` iterations; the wall clock only guards."
-    guard = guard or Guard()
+    guard, main = guard or Guard(), engine is None or engine.main
     t0 = time.perf_counter()
     it = start = _resume(step, ckpt, desc)
-    with tqdm(total=iterations, initial=it, desc=desc, disable=not progress, mininterval=5, leave=False) as bar:
-        while it < iterations and time.perf_counter() - t0 < max_minutes * 60:
+    within = lambda: time.perf_counter() - t0 < max_minutes * 60
+    with tqdm(total=iterations, initial=it, desc=desc, disable=not (progress and main), mininterval=5,
+              leave=False) as bar:
+        while it < iterations and (within() if engine is None else engine.all(within())):  # every process stops
             vals = step(it)
             if guard.see(it, vals, desc, logger):
                 it = bar.n = _rollback(step, ckpt, guard, it, desc)
@@ -250,15 +259,22 @@ def train_loop(
                 continue
             it += 1
             bar.update()
-            _after(it, vals, logger, log_every, hooks, ckpt, step)
-    dt = time.perf_counter() - t0
+            _after(it, vals, logger, log_every, hooks, ckpt, step, main)
+    if engine is not None and hasattr(step, 'state'):
+        engine.agree([m for m in step.state().values() if isinstance(m, nn.Module)], desc)
+    return _stats(it, start, iterations, time.perf_counter() - t0, guard, desc, max_minutes)
+
+
+def _stats(it: int, start: int, iterations: int, dt: float, guard: Guard, desc: str, max_minutes: float) -> dict:
+    "A run's record: iterations, minutes, sec_per_iter, stopped_by, and what the guard saw."
     stats = {
         'iterations': it,
         'minutes': dt / 60,
         'sec_per_iter': dt / max(it - start, 1),
         'stopped_by': 'iterations' if it >= iterations else 'max_minutes',
     }
-    stats |= {k: v for k, v in (('skipped', guard.skipped), ('rollbacks', guard.rollbacks)) if v}
+    stats |= {k: v for k, v in (('skipped', guard.skipped), ('rollbacks', guard.rollbacks),
+                                ('overflows', guard.overflows)) if v}
     stats |= {'resumed_from': start} if start else {}
     if it < iterations:
         stats['warning'] = _stop_warning(desc, it, iterations, max_minutes)

@@ -15,9 +15,11 @@ from ..losses import WEIGHTINGS
 from ..metrics import build_metrics
 from ..nets.denoiser import Denoiser, load_autoencoder_of, load_denoiser, save_denoiser
 from ..nets.unet import UNet, net_cost
+from ..ops import batch_draw, randn_like
 from ..schedules import load_schedule
 from .checkpoint import run_checkpointer
-from .loop import EMA, Guard, LiveLogger, finite, lr_factor, model_pair, space_pair, train_loop
+from .loop import EMA, Guard, LiveLogger, lr_factor, model_pair, space_pair, train_loop
+from .parallel import Engine, engine_of, main_process
 
 # %% auto #0
 __all__ = ['T_SAMPLERS', 'TIMING', 'TeacherConfig', 'UniformSampler', 'LossAwareSampler', 'teacher_loss', 'evaluate_teacher',
@@ -54,6 +56,8 @@ class TeacherConfig:
     lr_decay: float = 0.5  # learning-rate factor at each rollback
     threads: int = 0  # torch CPU threads (0: torch's default, one per core)
     workers: int = 0  # data-loader worker processes
+    mixed_precision: str = 'no'  # 'no', 'bf16' or 'fp16': the forward passes' precision (`train.parallel`)
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size is the global batch)
 
 # %% ../../nbs/06_train.teacher.ipynb #7353e10b
 register_section('teacher', TeacherConfig)
@@ -74,7 +78,7 @@ class UniformSampler:
         generator: torch.Generator | None = None,  # CPU generator
     ) -> tuple[torch.Tensor, torch.Tensor]:  # (t in 1..T, importance weights 1 / (T p(t)))
         "Draw `n` timesteps and their importance weights."
-        t = torch.randint(1, self.T + 1, (n,), generator=generator)  # t ~ U{1..T}: the same draws as ResShift's loss
+        t = batch_draw(n, lambda m: torch.randint(1, self.T + 1, (m,), generator=generator))  # t ~ U{1..T}, as ResShift
         return t, torch.ones(n)
 
     def update(self, t: torch.Tensor, losses: torch.Tensor):  # per-sample losses seen at steps t
@@ -102,7 +106,7 @@ class LossAwareSampler(UniformSampler):
 
     def sample(self, n, generator=None):  # t drawn from probs(), importance weight 1 / (T p(t))
         p = self.probs()
-        t = torch.multinomial(p, n, replacement=True, generator=generator) + 1
+        t = batch_draw(n, lambda m: torch.multinomial(p, m, replacement=True, generator=generator)) + 1
         return t, 1 / (self.T * p[t - 1])
 
     def update(self, t, losses):  # a non-finite loss (a step the guard skips) is not recorded
@@ -130,16 +134,20 @@ def teacher_loss(
     generator: torch.Generator | None = None,  # CPU generator for t and the noise
     weighting: str = 'x0',  # a key of `onestepsr.losses.WEIGHTINGS`
     sampler=None,  # a timestep sampler (`T_SAMPLERS`); None: uniform
+    seen: list | None = None,  # collect (t, per-sample losses) here instead of updating the sampler (the caller does)
 ) -> torch.Tensor:  # scalar loss
     "ResShift's loss: weighted MSE between x0 and the denoiser's estimate at a random step (importance-weighted)."
     sampler = sampler or UniformSampler(model.schedule.T)
     t, iw = sampler.sample(x0.shape[0], generator)  # t ~ p(t), iw = 1 / (T p(t))
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    noise = randn_like(x0, generator)
     w = WEIGHTINGS[weighting](t, model.schedule, sigma_data=model.sigma_data).to(x0)
     t = t.to(x0.device)
     x_t = model.schedule.q_sample(x0, y, t, noise)  # x0 + eta_t (y - x0) + kappa sqrt(eta_t) eps
     per = w * (model(x_t, y, t) - x0).pow(2).mean((1, 2, 3))
-    sampler.update(t, per.detach())
+    if seen is None:
+        sampler.update(t, per.detach())
+    else:
+        seen.append((t, per.detach()))
     return (iw.to(x0) * per).mean()
 
 # %% ../../nbs/06_train.teacher.ipynb #c63c7d67
@@ -186,9 +194,11 @@ class TeacherStep:
         model: Denoiser,  # the denoiser to train (in place)
         loader,  # endless batches {'hr', 'lr'} in [0, 1]
         cfg: TeacherConfig,  # the training settings
-        scale: int,
-    ):  # SR factor
+        scale: int,  # SR factor
+        engine: Engine | None = None,  # this process's share of a launch (None: `engine_of(cfg)`, one process)
+    ):
         self.model, self.loader, self.cfg, self.scale, self.smooth = model, loader, cfg, scale, None
+        self.engine = engine or engine_of(cfg, str(next(model.parameters()).device))
         self.g, self.ts = torch.Generator().manual_seed(cfg.seed), T_SAMPLERS[cfg.t_sampler](model.schedule.T)
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema, self.lr_scale = EMA(model, cfg.ema), 1.0  # lr_scale: lowered by the guard's rollbacks
@@ -208,18 +218,21 @@ class TeacherStep:
         lr = cfg.lr * lr_factor(i, i / cfg.iterations, cfg.warmup, cfg.lr_final) * self.lr_scale
         for grp in self.opt.param_groups:
             grp['lr'] = lr
-        x0, y = space_pair(self.model.autoencoder, next(self.loader), self.scale)
-        loss = teacher_loss(self.model, x0, y, self.g, cfg.weighting, self.ts)
+        batch, seen, e = self.engine.shard(next(self.loader)), [], self.engine
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if not finite([loss], self.model.parameters()):  # the guard: nothing is updated
-            self.opt.zero_grad(set_to_none=True)
-            return {'skipped': 1.0}
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt.step()
+
+        def body(rows):  # one micro-batch: its loss, back-propagated
+            x0, y = space_pair(self.model.autoencoder, {k: v[rows] for k, v in batch.items()}, self.scale)
+            loss = teacher_loss(self.model, x0, y, self.g, cfg.weighting, self.ts, seen)
+            e.backward(loss)
+            return {'loss': loss}
+
+        vals = e.step([self.opt], e.accumulate(self.g, body), cfg.grad_clip)  # the guard: skipped when not finite
+        self.ts.update(*(e.gather(torch.cat(x)) for x in zip(*seen)))  # the whole batch's losses, in order
+        if vals.get('skipped'):
+            return vals
         self.ema.update(self.model)
-        v = loss.item()
+        v = vals['loss']
         self.smooth = v if self.smooth is None else 0.95 * self.smooth + 0.05 * v
         return {'loss': self.smooth, 'lr': lr}
 
@@ -233,11 +246,12 @@ def train_teacher(
     logger=None,  # a `LiveLogger` (or None)
     progress: bool = True,  # show a tqdm progress bar
     ckpt=None,  # a `onestepsr.train.checkpoint.Checkpointer`: resume from it and write to it (None: none)
+    engine: Engine | None = None,  # this process's share of a launch (None: one process)
 ) -> tuple[Denoiser, dict]:  # (the EMA model, facts about the run)
     "Train the teacher for `cfg.iterations` steps (`cfg.max_minutes` only guards)."
     if ckpt is not None and cfg.workers:
         raise ValueError("teacher: checkpoint_every needs workers: 0 (a worker's data stream is not restorable)")
-    step = TeacherStep(model, loader, cfg, scale)
+    step = TeacherStep(model, loader, cfg, scale, engine)
 
     def validate(i):
         r = evaluate_teacher(step.ema.model, val_pairs, scale, ('deterministic', 'x0'), cfg.seed, cfg.eval_batch)
@@ -247,7 +261,8 @@ def train_teacher(
     model.train()
     guard = Guard(cfg.max_skips, cfg.lr_decay)
     facts = train_loop(
-        step, cfg.iterations, cfg.max_minutes, 'teacher', logger, cfg.log_every, hooks, progress, ckpt, guard
+        step, cfg.iterations, cfg.max_minutes, 'teacher', logger, cfg.log_every, hooks, progress, ckpt, guard,
+        step.engine,
     )
     return step.ema.model.eval(), {**facts, 'final_loss': step.smooth}
 
@@ -284,7 +299,8 @@ def _imported(cfg: TeacherConfig, out: str, results: str, pairs: str, scale: int
 def _trained(params: str, cfg: TeacherConfig, deg, hr: str, out: str, results: str, pairs: str):
     "Train the teacher (in the latent space of `cfg.autoencoder` when set), save its EMA weights, score them."
     schedule, unet = load_schedule(params), load_section(params, 'unet', UNet)
-    dev = get_device(cfg.device)
+    engine = engine_of(cfg, where=f'{params} [teacher]')  # one process, or this one's share of a launch
+    dev = engine.device
     loader = train_loader(hr, cfg.crop, cfg.batch_size, make_degradation(deg), cfg.seed, cfg.workers, device=dev)
     ae = load_autoencoder_of(cfg.autoencoder, dev) if cfg.autoencoder else None
     sigma = cfg.sigma_data if cfg.sigma_data is not None else measure_sigma_data(loader, deg.scale, autoencoder=ae)
@@ -293,8 +309,11 @@ def _trained(params: str, cfg: TeacherConfig, deg, hr: str, out: str, results: s
     run = dict(teacher=dataclasses.asdict(cfg), degrade=dataclasses.asdict(deg), unet=unet, hr=str(hr),
                schedule=load_params(params).get('schedule'))  # what the run's result depends on: its resume key
     ckpt = run_checkpointer(cfg.checkpoint_every, out, run)
-    logger = LiveLogger(Path(results) / 'live', resume=ckpt is not None and ckpt.resumes())
-    ema, facts = train_teacher(model, loader, cfg, deg.scale, val, logger, ckpt=ckpt)
+    logger = LiveLogger(Path(results) / 'live', resume=ckpt is not None and ckpt.resumes()) if engine.main else None
+    ema, facts = train_teacher(model, loader, cfg, deg.scale, val if engine.main else None, logger, ckpt=ckpt,
+                               engine=engine)
+    if not engine.main:
+        return None  # the main process saves, scores and writes
     logger.close()
     m, timing = _teacher_results(ema, cfg, facts, sigma, pairs, deg.scale)
     extra = dict(m['train'], sigma_data=sigma, params=m['net']['params'], teacher=dataclasses.asdict(cfg))
@@ -316,10 +335,13 @@ def teacher(
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.imported:
-        ema, m, timing = _imported(cfg, out, results, pairs, deg.scale)
-    else:
-        ema, m, timing = _trained(params, cfg, deg, hr, out, results, pairs)
+    if cfg.imported and not main_process():
+        return  # under a launcher, the main process takes the imported teacher
+    run = _imported(cfg, out, results, pairs, deg.scale) if cfg.imported else _trained(params, cfg, deg, hr, out,
+                                                                                        results, pairs)
+    if run is None:
+        return  # not the main process of a launch
+    ema, m, timing = run
     write_json(m, Path(results) / 'metrics.json')
     write_json(timing, Path(results) / 'timing.json')
     print(

@@ -14,8 +14,10 @@ from ..infer import diffusion_upscaler, load_pairs, score_pairs
 from ..metrics import build_metrics
 from ..nets.denoiser import Denoiser, load_autoencoder_of, load_denoiser, save_denoiser
 from ..nets.unet import UNet
+from ..ops import randint_t, randn_like
 from ..schedules import load_schedule, make_schedule
 from .loop import EMA, LiveLogger, lr_factor, space_pair, train_loop
+from .parallel import Engine, engine_of
 
 # %% auto #0
 __all__ = ['SECTIONS', 'v_target', 'x0_from_v', 'eps_from_v', 'yonos_loss', 'scale_distill_loss', 'YonosConfig', 'init_student',
@@ -42,8 +44,7 @@ def eps_from_v(x_t, v, t, schedule)->torch.Tensor: # states, velocities, steps, 
 def _noisy(model, x0, generator):
     "t ~ U{1..T}, eps ~ N(0, I), z_t = alpha_t z_h + sigma_t eps, and the v-weight 1 + alpha_t^2 / sigma_t^2."
     T = model.schedule.T
-    t = torch.randint(1, T + 1, (x0.shape[0],), generator=generator).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    t, eps = randint_t(x0.shape[0], T, x0, generator), randn_like(x0, generator)
     w = (1 + model.schedule.snr(t, x0)).flatten()                              # omega = 1 + alpha^2 / sigma^2
     return t, model.schedule.q_sample(x0, None, t, eps), w                     # z_t = alpha_t z_h + sigma_t eps
 
@@ -92,6 +93,8 @@ class YonosConfig:
     log_every: int = 25  # steps between loss logs
     seed: int = 0  # seed of the network, batches, timesteps and noise
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', ...
+    mixed_precision: str = 'no'  # 'no', 'bf16' or 'fp16': the forward passes' precision (`train.parallel`)
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size is the global batch)
 
 SECTIONS = ('yonos_x2', 'yonos_x4', 'yonos_x8', 'yonos_x8_direct')
 for _s in SECTIONS: register_section(_s, YonosConfig)
@@ -112,32 +115,43 @@ class YonosStep:
                  teacher:Denoiser|None, # the frozen teacher, or None (raw data)
                  loader, # endless {'hr', 'lr'} batches, lr degraded at `cfg.scale`
                  cfg:YonosConfig, # the link's settings
-                 teacher_deg=None): # (hr, generator) -> lr at the teacher's scale (with a teacher)
+                 teacher_deg=None, # (hr, generator) -> lr at the teacher's scale (with a teacher)
+                 engine:Engine|None=None): # this process's share of a launch (None: one process)
         self.model, self.teacher, self.loader, self.cfg, self.tdeg = model, teacher, loader, cfg, teacher_deg
+        self.engine = engine or engine_of(cfg, str(next(model.parameters()).device))
         self.g, self.gd = torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
         self.opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.ema, self.smooth = EMA(model, cfg.ema), None
 
-    def loss(self, batch:dict)->torch.Tensor: # {'hr', 'lr'} in [0, 1] -> the link's loss
+    def state(self)->dict: # the run's stateful objects (`train_loop` checks that the processes agree on the model)
+        return {'model': self.model, 'opt': self.opt, 'g': self.g, 'gd': self.gd, 'loader': self.loader}
+
+    def batch(self)->dict: # the next global batch, with the teacher's LR images ('lr_t') when there is a teacher
+        b = next(self.loader)
+        return b if self.teacher is None else {**b, 'lr_t': self.tdeg(b['hr'], self.gd)}
+
+    def loss(self, batch:dict)->torch.Tensor: # {'hr', 'lr'} in [0, 1] (and 'lr_t' with a teacher) -> the link's loss
         "Eq. 2 or eq. 3 on one batch."
         ae, c = self.model.autoencoder, self.cfg
         x0, y = space_pair(ae, batch, c.scale)
         if self.teacher is None: return yonos_loss(self.model, x0, y, self.g)
         ts = c.teacher_scale or c.scale // 2
-        _, y_t = space_pair(ae, {'hr': batch['hr'], 'lr': self.tdeg(batch['hr'], self.gd)}, ts)
+        _, y_t = space_pair(ae, {'hr': batch['hr'], 'lr': batch['lr_t']}, ts)
         return scale_distill_loss(self.model, self.teacher, x0, y, y_t, self.g)
 
     def __call__(self, i:int)->dict: # iteration (0-based) -> {'loss': smoothed, 'lr'}
         c = self.cfg
         lr = c.lr * lr_factor(i, i / c.iterations, c.warmup, c.lr_final)
         for grp in self.opt.param_groups: grp['lr'] = lr
-        loss = self.loss(next(self.loader))
+        e, batch = self.engine, self.engine.shard(self.batch())
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.grad_clip: nn.utils.clip_grad_norm_(self.model.net.parameters(), c.grad_clip)
-        self.opt.step()
+        def body(rows):
+            loss = self.loss({k: v[rows] for k, v in batch.items()}); e.backward(loss)
+            return {'loss': loss}
+        vals = e.step([self.opt], e.accumulate(self.g, body), c.grad_clip)  # the guard: skipped when not finite
+        if vals.get('skipped'): return vals
         self.ema.update(self.model)
-        v = loss.item()
+        v = vals['loss']
         self.smooth = v if self.smooth is None else 0.95 * self.smooth + 0.05 * v
         return {'loss': self.smooth, 'lr': lr}
 
@@ -151,7 +165,7 @@ def decoder_loss(model:Denoiser, # a latent one-step model; only `model.autoenco
     if not model.latent: raise ValueError("decoder fine-tuning needs a latent model (its autoencoder has a decoder)")
     x0, y = space_pair(model.autoencoder, batch, scale)
     with torch.no_grad():
-        zT = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+        zT = randn_like(y, generator)
         z0 = model(zT, y, model.schedule.T)                                    # one DDIM step from z_T
     return (model.autoencoder.decode(z0) - (batch['hr'] * 2 - 1)).abs().mean()  # ||D(z_hat) - x_h||_1
 
@@ -161,17 +175,23 @@ def finetune_decoder(model:Denoiser, # a latent one-step model (trained in place
                      iterations:int=100, # optimizer steps
                      lr:float=1e-5, # Adam learning rate
                      seed:int=0, # seed of the start noise
+                     engine:Engine|None=None, # this process's share of a launch (None: one process, whole batches)
                     )->dict: # train_loop's facts and the final loss
     "Fine-tune the decoder on top of the frozen one-step model; everything else stays frozen."
     model.requires_grad_(False)
     dec = model.autoencoder.decoder.requires_grad_(True).train()
     opt, g, last = torch.optim.Adam(dec.parameters(), lr=lr), torch.Generator().manual_seed(seed), {}
     def step(i):
-        loss = decoder_loss(model, next(loader), scale, g)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        last['loss'] = loss.item()
-        return dict(last)
-    facts = train_loop(step, iterations, desc='yonos_decoder', progress=False)
+        b = next(loader)
+        e = engine or Engine(len(b['hr']), str(b['hr'].device))
+        b = e.shard(b)
+        def body(rows):
+            loss = decoder_loss(model, {k: v[rows] for k, v in b.items()}, scale, g); e.backward(loss)
+            return {'loss': loss}
+        vals = e.step([opt], e.accumulate(g, body))
+        last.update(vals if not vals.get('skipped') else {})
+        return vals
+    facts = train_loop(step, iterations, desc='yonos_decoder', progress=False, engine=engine)
     dec.requires_grad_(False).eval()
     return {**facts, 'final_loss': last.get('loss')}
 
@@ -201,14 +221,16 @@ def yonos(params:str='params.yaml', # the params file: `section`, `degrade`, `un
     if section not in SECTIONS: raise ValueError(f"--section {section!r}: expected one of {', '.join(SECTIONS)}")
     cfg, deg = load_section(params, section, YonosConfig), load_section(params, 'degrade', DegradeConfig)
     seed_everything(cfg.seed)
-    dev = get_device(cfg.device)
+    engine = engine_of(cfg, where=f'{params} [{section}]')                    # one process, or its share of a launch
+    dev = engine.device
     model, teacher = _setup(params, cfg, dev)
     at = lambda s: make_degradation(dataclasses.replace(deg, scale=s))        # the project's degradation at scale s
     loader = train_loader(hr, cfg.crop, cfg.batch_size, at(cfg.scale), cfg.seed, device=dev)
-    step = YonosStep(model, teacher, loader, cfg, at(cfg.teacher_scale or cfg.scale // 2) if teacher else None)
-    logger = LiveLogger(Path(cfg.results) / 'live')
+    step = YonosStep(model, teacher, loader, cfg, at(cfg.teacher_scale or cfg.scale // 2) if teacher else None, engine)
+    logger = LiveLogger(Path(cfg.results) / 'live') if engine.main else None
     model.train()
-    facts = train_loop(step, cfg.iterations, cfg.max_minutes, section, logger, cfg.log_every)
+    facts = train_loop(step, cfg.iterations, cfg.max_minutes, section, logger, cfg.log_every, engine=engine)
+    if not engine.main: return                                                # the main process saves and writes
     logger.close()
     ema = step.ema.model.eval()
     train = {k: v for k, v in facts.items() if k not in ('minutes', 'sec_per_iter')} | {'final_loss': step.smooth}
@@ -227,10 +249,12 @@ def yonos_decoder(params:str='params.yaml', # the params file: `degrade` and the
                  ):
     "Sec. 3.3: fine-tune the decoder of a latent link's one-step model (the U-Net frozen); save it to `out`."
     cfg, deg = load_section(params, section, YonosConfig), load_section(params, 'degrade', DegradeConfig)
-    model = load_denoiser(cfg.out, get_device(cfg.device))
+    engine = engine_of(cfg, where=f'{params} [{section}]')
+    model = load_denoiser(cfg.out, engine.device)
     if not model.latent: raise ValueError(f"{cfg.out}: a pixel-space model has no decoder to fine-tune")
     d = make_degradation(dataclasses.replace(deg, scale=cfg.scale))
-    loader = train_loader(hr, cfg.crop, cfg.batch_size, d, cfg.seed, device=get_device(cfg.device))
-    facts = finetune_decoder(model, loader, cfg.scale, iterations, lr, cfg.seed)
+    loader = train_loader(hr, cfg.crop, cfg.batch_size, d, cfg.seed, device=engine.device)
+    facts = finetune_decoder(model, loader, cfg.scale, iterations, lr, cfg.seed, engine)
+    if not engine.main: return                                                # the main process saves
     save_denoiser(out, model, {**model.extra, 'decoder': facts})
     print(f"yonos_decoder: {facts['iterations']} steps, final L1 {facts['final_loss']:.4f} -> {out}")
