@@ -131,6 +131,8 @@ YONOS = lambda s, teacher, n: {'scale': s, 'teacher': teacher, 'out': f'models/{
                                'eval_pairs': '', 'warmup': 1, **RUN}
 STAGES = {  # stage -> (the study, the command, the model it writes, the line only the main process prints)
     'distill': (_study, ['distill'], 'models/student', 'distill: 3 iterations'),
+    'ablate': (_study, ['ablate', '--row', 'all_conv', '--seed', '0'], 'models/ablations/all_conv/seed0/student',
+               'distill: 3 iterations'),
     'teacher': (lambda d: _pairs_study(d, {
         'schedule': {'kind': 'resshift', 'T': 4, 'kappa': 1.0},
         'teacher': {**RUN, 'warmup': 1, 'val_every': 0, 'eval_batch': 2, 't_sampler': 'loss-aware'}}),
