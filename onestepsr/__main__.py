@@ -6,6 +6,7 @@
 __all__ = []
 
 # %% ../nbs/90a_main.ipynb #9e3bc256
+#| eval: false
 import sys
 from .cli import main
 

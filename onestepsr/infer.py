@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Callable
 import torch
 from .core import img2model, model2img, read_image
+from .imagestats import domain_report, image_stats
 from .metrics import build_metrics, score
 from .ops import bicubic_up, pad_to, quantize
 from .samplers import sample
 
 # %% auto #0
 __all__ = ['load_pairs', 'tiled', 'condition', 'bicubic_upscaler', 'super_resolve', 'diffusion_upscaler', 'score_images',
-           'score_pairs']
+           'score_pairs', 'test_scores', 'downsampled', 'lr_domain']
 
 # %% ../nbs/09b_infer.ipynb #9e698159
 def _check_pair(lr: torch.Tensor, hr: torch.Tensor, scale: int, where: Path):
@@ -183,3 +184,47 @@ def score_pairs(
         'sec_per_image': dt / len(sr),
         'sr': sr,
     }
+
+# %% ../nbs/09b_infer.ipynb #4c6eed48
+def test_scores(
+    teacher: torch.nn.Module,  # the frozen teacher (a `Denoiser`)
+    student: torch.nn.Module,  # the trained student (a `Denoiser`)
+    pairs: str,  # the fixed evaluation pairs folder
+    scale: int,  # the SR factor
+) -> tuple[dict, dict]:  # ({method: {psnr, ssim}}, {method: seconds per image})
+    "PSNR-Y / SSIM-Y on the test pairs of bicubic, the T-step teacher and the one-step student."
+    P = load_pairs(pairs, 'test', scale)
+    ups = {
+        'bicubic': bicubic_upscaler(scale),
+        f'teacher_{teacher.schedule.T}': diffusion_upscaler(teacher, 'deterministic', scale),
+        'student_1': diffusion_upscaler(student, 'x0', scale),
+    }
+    res = {k: score_pairs(u, P) for k, u in ups.items()}
+    return {k: r['mean'] for k, r in res.items()}, {k: r['sec_per_image'] for k, r in res.items()}
+
+
+@torch.no_grad()
+def downsampled(
+    G: torch.nn.Module,  # the downsampler (diffusion or conv)
+    hr: torch.Tensor,  # N x 3 x H x W HR images in [0, 1]
+    seed: int = 0,  # seed of G's noise eps': the same noise at the start and at the end of a run
+    batch: int = 16,  # images per forward pass
+) -> torch.Tensor:  # N x 3 x H/s x W/s in [0, 1], on 8-bit levels as the real LR images are saved
+    "G's LR images of HR images (in eval mode; G's mode is restored)."
+    dev, mode = next(G.parameters()).device, G.training
+    g = torch.Generator(dev).manual_seed(seed)
+    G.eval()
+    out = [quantize(model2img(G(img2model(x.to(dev)), generator=g))).cpu() for x in hr.split(batch)]
+    G.train(mode)
+    return torch.cat(out)
+
+
+def lr_domain(
+    pairs: dict,  # from `load_pairs`: the real LR images and their HR images
+    start: dict,  # `image_stats` of G's LR images before training
+    end: dict,  # the same after training
+    kind: str = 'diffusion',  # the downsampler's kind, recorded
+) -> dict:  # metrics.json's `lr_domain`: the sets' summaries and the gaps from the real LR images
+    "How far G's LR images are from the real degraded ones at the start and at the end, statistic by statistic."
+    head = {'images': len(pairs['lr']), 'downsampler': kind, 'fake': "G of the test pairs' HR images"}
+    return head | domain_report(image_stats(pairs['lr']), G_start=start, G_end=end)

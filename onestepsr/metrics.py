@@ -8,7 +8,7 @@ import contextlib, dataclasses, hashlib, importlib, io, os, shutil, subprocess, 
 from pathlib import Path
 from typing import Callable, Literal
 import torch, torch.nn.functional as F
-from .core import Registry, get_device, sha256sum
+from .core import Registry, atomic_write, get_device, sha256sum
 
 # %% auto #0
 __all__ = ['BT601_Y', 'SHARE_DIR', 'NIQE_SOURCE', 'METRICS', 'rgb_to_y', 'psnr', 'ssim', 'ms_ssim', 'WeightFile', 'Unavailable',
@@ -125,8 +125,7 @@ def locate_weights(name:str, # the metric, for messages
                    share_dir:str|None=None, # folder of the files the install step makes (default `SHARE_DIR`)
                   )->tuple[dict, str]: # ({WeightFile: Path} of files found, '' or why some are missing)
     "Find a metric's files: in `given` (a file or folder) first, else in the standard caches, else in `share_dir`."
-    hub, found, missing = Path(hub_dir or torch.hub.get_dir()).expanduser(), {}, []
-    share = Path(share_dir or SHARE_DIR)
+    hub, share, found, missing = Path(hub_dir or torch.hub.get_dir()).expanduser(), Path(share_dir or SHARE_DIR), {}, []
     g = Path(given).expanduser() if given else None
     if g is not None and not g.exists(): return {}, f"evaluate.weights.{name}: {g} does not exist"
     for f in files:
@@ -212,12 +211,9 @@ def niqe_mat(npz:bytes, # BasicSR's niqe_pris_params.npz (mu_pris_param, cov_pri
             )->Path: # `dest`
     "BasicSR's NIQE statistics as the .mat file pyiqa's NIQE reads (mu_prisparam, cov_prisparam)."
     import numpy as np, scipy.io
-    d, dest = np.load(io.BytesIO(npz)), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + '.part')
-    scipy.io.savemat(tmp, {'mu_prisparam': d['mu_pris_param'], 'cov_prisparam': d['cov_pris_param']}, appendmat=False)
-    os.replace(tmp, dest)  # never a half-written file
-    return dest
+    d = np.load(io.BytesIO(npz))
+    mat = {'mu_prisparam': d['mu_pris_param'], 'cov_prisparam': d['cov_pris_param']}
+    return atomic_write(dest, lambda tmp: scipy.io.savemat(tmp, mat, appendmat=False))  # never a half-written file
 
 def install_niqe(share_dir:str|None=None, # where to write it (default `SHARE_DIR`)
                  sdist:str|None=None, # a local BasicSR sdist instead of `pip download`
@@ -379,11 +375,10 @@ def build_metrics(names:list, # keys of `METRICS`
                   share_dir:str|None=None, # folder of the files the install step makes (default `SHARE_DIR`)
                  )->dict: # name -> `Metric` or `Unavailable`
     "Several metrics by name; the unavailable ones say why."
-    weights = weights or {}
-    unknown = [k for k in weights if k not in METRICS]
+    unknown = [k for k in weights or {} if k not in METRICS]
     if unknown:
         raise ValueError(f"evaluate.weights: unknown metric {unknown[0]!r} (metrics: {', '.join(sorted(METRICS))})")
-    return {n: build_metric(n, weights.get(n), device, crop_border, offline, hub_dir, share_dir)
+    return {n: build_metric(n, (weights or {}).get(n), device, crop_border, offline, hub_dir, share_dir)
             for n in names}
 
 # %% ../nbs/11_metrics.ipynb #f83c664b

@@ -174,6 +174,10 @@ def _check(dims, use_fp16, cond_mask, patch_norm, resblock_updown, conv_resample
             raise ValueError(f"SwinUNet: {k}={v!r} is not supported (only {ok!r}; the published models use it)"
                              + (": cast the model instead (e.g. .half())" if k == 'use_fp16' else ''))
 
+_CONFIG = ('image_size', 'in_channels', 'model_channels', 'out_channels', 'dropout', 'attention_resolutions',
+           'channel_mult', 'num_heads', 'num_head_channels', 'swin_depth', 'swin_embed_dim', 'window_size',
+           'mlp_ratio', 'cond_lq', 'lq_size')  # the arguments a saved config keeps (the rest are checked constants)
+
 class SwinUNet(nn.Module):
     "ResShift's `UNetModelSwin`: `net(x, t, cond)` with t the project's step (1..T) and cond the LR image."
     def __init__(self, image_size:int=64, # the state's side the network is built for (mask buffers)
@@ -201,20 +205,14 @@ class SwinUNet(nn.Module):
                  lq_size:int=64): # the LR image's side (a larger one goes through a strided CNN first)
         super().__init__()
         _check(dims, use_fp16, cond_mask, patch_norm, resblock_updown, conv_resample, use_scale_shift_norm)
-        L = len(channel_mult)
-        nres = [num_res_blocks] * L if isinstance(num_res_blocks, int) else list(num_res_blocks)
-        self.kwargs = dict(image_size=image_size, in_channels=in_channels, model_channels=model_channels,
-                           out_channels=out_channels, num_res_blocks=nres, dropout=dropout,
-                           attention_resolutions=list(attention_resolutions), channel_mult=list(channel_mult),
-                           num_heads=num_heads,
-                           num_head_channels=num_head_channels, swin_depth=swin_depth, swin_embed_dim=swin_embed_dim,
-                           window_size=window_size, mlp_ratio=mlp_ratio, cond_lq=cond_lq, lq_size=lq_size)
+        nres = [num_res_blocks] * len(channel_mult) if isinstance(num_res_blocks, int) else list(num_res_blocks)
+        self.kwargs = {k: list(v) if isinstance(v, (list, tuple)) else v  # the config that rebuilds the network
+                       for k, v in locals().items() if k in _CONFIG} | {'num_res_blocks': nres}
         emb = 4 * model_channels
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb), nn.SiLU(), nn.Linear(emb, emb))
         base = self._lq_extractor(lq_size, image_size) if cond_lq else 0
         heads = num_heads if num_head_channels == -1 else swin_embed_dim // num_head_channels
-        self._swin = lambda c, size: SwinLayer(c, size, swin_embed_dim, heads, window_size, swin_depth, mlp_ratio,
-                                               dropout)
+        self._swin = lambda c, s: SwinLayer(c, s, swin_embed_dim, heads, window_size, swin_depth, mlp_ratio, dropout)
         self._res = lambda a, b: Res(a, emb, b, dropout)
         ch, skips, size = self._encoder(in_channels + base, model_channels, channel_mult, nres, image_size)
         self.middle_block = Steps(*[self._res(ch, ch), self._swin(ch, size), self._res(ch, ch)])

@@ -7,29 +7,17 @@ from __future__ import annotations
 import copy, dataclasses, functools
 from pathlib import Path
 import torch, torch.nn as nn
-from onestepsr.core import (
-    ParamsError,
-    model2img,
-    Registry,
-    register_section,
-    get_device,
-    img2model,
-    load_params,
-    save_checkpoint,
-    seed_everything,
-    sha256sum,
-    typed,
-    write_json,
-)
+from ..core import (ParamsError, Registry, img2model, load_params, register_section, save_checkpoint,
+                            seed_everything, sha256sum, typed, write_json)
 from ..data import train_loader
 from ..degrade import DegradeConfig, make_degradation
-from ..infer import bicubic_upscaler, diffusion_upscaler, load_pairs, score_pairs
-from ..imagestats import domain_line, domain_report, image_stats
+from ..infer import downsampled, load_pairs, lr_domain, test_scores
+from ..imagestats import domain_line, image_stats
 from ..losses import LOSSES, Batch, fill_outputs, logit_accuracies
 from ..nets.denoiser import Denoiser, load_denoiser, save_denoiser
 from ..nets.discriminator import BatchNormLocal, DiscParams, build_discriminator
 from ..nets.downsampler import DownsamplerConfig, build_downsampler
-from ..ops import quantize, randn_like
+from ..ops import randn_like
 from ..samplers import sample
 from .checkpoint import run_checkpointer
 from .loop import BatchReuse, Guard, LiveLogger, model_pair, train_loop
@@ -38,7 +26,7 @@ from .parallel import Engine, engine_of
 # %% auto #0
 __all__ = ['RECIPES', 'PATHS', 'TEACHER_TERMS', 'RECIPE_SECTIONS', 'DISC_SECTIONS', 'plan', 'generator_terms', 'make_batch',
            'train_step', 'DistillConfig', 'loss_options', 'build_nets', 'sections', 'Distiller', 'train_student',
-           'test_scores', 'downsampled', 'lr_domain', 'save_outputs', 'distill']
+           'save_outputs', 'distill']
 
 # %% ../../nbs/10_train.distill.ipynb #ed1ee5c8
 RECIPES = Registry('recipe')
@@ -351,50 +339,6 @@ def train_student(
     step, guard = Distiller(nets, p, loader, cfg, scale, engine), Guard(cfg.max_skips, cfg.lr_decay)
     args = (cfg.iterations, cfg.max_minutes, cfg.recipe, logger, cfg.log_every, (), progress, ckpt, guard, step.engine)
     return train_loop(step, *args)
-
-# %% ../../nbs/10_train.distill.ipynb #4c6eed48
-def test_scores(
-    teacher: Denoiser,  # the frozen teacher
-    student: Denoiser,  # the trained student
-    pairs: str,  # the fixed evaluation pairs folder
-    scale: int,  # the SR factor
-) -> tuple[dict, dict]:  # ({method: {psnr, ssim}}, {method: seconds per image})
-    "PSNR-Y / SSIM-Y on the test pairs of bicubic, the T-step teacher and the one-step student (via `onestepsr.infer`)."
-    P = load_pairs(pairs, 'test', scale)
-    ups = {
-        'bicubic': bicubic_upscaler(scale),
-        f'teacher_{teacher.schedule.T}': diffusion_upscaler(teacher, 'deterministic', scale),
-        'student_1': diffusion_upscaler(student, 'x0', scale),
-    }
-    res = {k: score_pairs(u, P) for k, u in ups.items()}
-    return {k: r['mean'] for k, r in res.items()}, {k: r['sec_per_image'] for k, r in res.items()}
-
-
-@torch.no_grad()
-def downsampled(
-    G: nn.Module,  # the downsampler (diffusion or conv)
-    hr: torch.Tensor,  # N x 3 x H x W HR images in [0, 1]
-    seed: int = 0,  # seed of G's noise eps': the same noise at the start and at the end of a run
-    batch: int = 16,  # images per forward pass
-) -> torch.Tensor:  # N x 3 x H/s x W/s in [0, 1], on 8-bit levels as the real LR images are saved
-    "G's LR images of HR images (in eval mode; G's mode is restored)."
-    dev, mode = next(G.parameters()).device, G.training
-    g = torch.Generator(dev).manual_seed(seed)
-    G.eval()
-    out = [quantize(model2img(G(img2model(x.to(dev)), generator=g))).cpu() for x in hr.split(batch)]
-    G.train(mode)
-    return torch.cat(out)
-
-
-def lr_domain(
-    pairs: dict,  # from `load_pairs`: the real LR images and their HR images
-    start: dict,  # `image_stats` of G's LR images before training
-    end: dict,  # the same after training
-    kind: str = 'diffusion',  # the downsampler's kind, recorded
-) -> dict:  # metrics.json's `lr_domain`: the sets' summaries and the gaps from the real LR images
-    "How far G's LR images are from the real degraded ones at the start and at the end, statistic by statistic."
-    head = {'images': len(pairs['lr']), 'downsampler': kind, 'fake': "G of the test pairs' HR images"}
-    return head | domain_report(image_stats(pairs['lr']), G_start=start, G_end=end)
 
 # %% ../../nbs/10_train.distill.ipynb #9ad16fd7
 def save_outputs(cfg: DistillConfig, nets: dict, p: dict, stats: dict):
